@@ -1,0 +1,1 @@
+"""statelets (work in progress)."""

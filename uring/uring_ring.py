@@ -1,0 +1,594 @@
+"""The io_uring backend of :class:`~uring.Ring`, integrated with curio.
+
+How an operation travels (see IO_URING_NOTES.md for the measurements):
+
+1. The calling task takes a *slot* (at most ``cq_entries - CANCEL_HEADROOM``
+   operations are in flight, so completions can never overflow; a caller
+   finding no slot waits, it never gets an error), writes one SQE with a single
+   cffi call and sleeps on the ring's :class:`_Waiters` scheduler.
+2. SQEs are submitted as soon as ``flush_threshold`` are pending, otherwise by
+   the flusher task, which the first SQE of a scheduler pass wakes and which
+   runs behind the tasks already ready: one ``io_uring_enter`` per pass.
+3. The kernel signals completions on an eventfd; one reaper task waits on it
+   (registered once with curio's selector), drains the CQ into arrays with one
+   call, stores each result as the sleeping task's trap result and wakes all of
+   them with one ``_scheduler_wake``.
+
+A task cancelled while its operation is in flight *abandons* the slot: the
+buffer stays referenced (and pinned, if it is a pooled :class:`DmaBuffer`)
+until the CQE arrives, and an ``ASYNC_CANCEL`` asks the kernel to stop early.
+user_data carries a generation so a late cancel can never hit a reused slot.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from collections import deque
+from typing import Any, Sequence
+
+from curio.sched import SchedBase, SchedFIFO
+from curio.traps import _read_wait, _scheduler_wait, _scheduler_wake
+
+from . import backend as _backend
+from . import opcodes as op
+from ._native import ffi, lib
+from .buffers import DmaBuffer, memlock_budget
+from .curio_compat import curio
+from .errors import RingClosedError, UringError, os_error
+from .ring import FileStat, Ring, buffer_view
+from .stats import summarize
+
+log = logging.getLogger("uring")
+
+SLOT_BITS = 16
+SLOT_MASK = (1 << SLOT_BITS) - 1
+CANCEL_BIT = 1 << 63
+#: CQ entries kept free for ASYNC_CANCEL completions.
+CANCEL_HEADROOM = 16
+_FREE = -1
+
+
+class _Fd:
+    """An eventfd wrapped so curio keeps it registered between waits.
+
+    curio re-registers a bare int fd with epoll on every wait; an object with
+    ``fileno()`` stays registered (IO_URING_NOTES.md: 11.9 vs 8.1 us/op).
+    """
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+
+class _Waiters(SchedBase):
+    """Tasks sleeping on the ring: either on an operation's slot or for a slot.
+
+    ``arming`` is set by the task right before it traps (nothing else runs in
+    between), telling ``_kernel_suspend`` what the task waits for. The reaper
+    fills ``batch`` with the tasks to wake and wakes them all in one trap.
+    """
+
+    def __init__(self, ring: "UringRing") -> None:
+        self.arming = _FREE
+        self.owners: list[Any] = ring._owners
+        self.removers = ring._removers
+        self.space: deque[list[Any]] = deque()
+        self.batch: list[Any] = []
+
+    def __len__(self) -> int:
+        return len(self.batch)
+
+    def _kernel_suspend(self, task: Any) -> Any:
+        slot = self.arming
+        if slot >= 0:
+            self.owners[slot] = task
+            return self.removers[slot]
+        item = [task]
+        self.space.append(item)
+
+        def remove() -> None:
+            item[0] = None
+        return remove
+
+    def _kernel_wake(self, ntasks: int = 1) -> list[Any]:
+        batch, self.batch = self.batch, []
+        return batch
+
+    def pop_space(self, n: int) -> list[Any]:
+        """Up to ``n`` tasks waiting for a slot, oldest first."""
+        out = []
+        space = self.space
+        while space and len(out) < n:
+            task = space.popleft()[0]
+            if task is not None:
+                out.append(task)
+        return out
+
+
+class UringRing(Ring):
+    """:class:`~uring.Ring` on io_uring. Construct through ``Ring(...)``."""
+
+    backend = _backend.IO_URING
+
+    def __init__(self, entries: int = 256, *, backend: str | None = None,
+                 fixed_buffers: bool = True, fixed_bytes: int = 8 << 20,
+                 flush_threshold: int = 8) -> None:
+        super().__init__(entries, backend=backend)
+        if lib is None:
+            raise UringError(_backend.backend_info().reason)
+        self.reason = _backend.backend_info().reason
+        self._r = lib.ur_new()
+        cq = max(2 * entries, CANCEL_HEADROOM * 2)
+        self._max_slots = min(cq - CANCEL_HEADROOM, SLOT_MASK)
+        rc = lib.ur_setup(self._r, entries, cq, self._max_slots)
+        if rc < 0:
+            lib.ur_free(self._r)
+            self._r = None
+            raise os_error(-rc, "io_uring_setup")
+        self.sq_entries = self._r.sq_entries
+        self.cq_entries = self._r.cq_entries
+        self.flush_threshold = max(1, flush_threshold)
+        info = _backend.backend_info()
+        self._supported = frozenset(info.opcodes) if info.backend == _backend.IO_URING else frozenset()
+        if not self._supported:
+            sup = ffi.new("uint8_t[64]")
+            if lib.ur_probe(self._r, sup, 64) >= 0:
+                self._supported = frozenset(i for i in range(64) if sup[i])
+
+        n = self._max_slots
+        self._free = list(range(n - 1, -1, -1))
+        self._owners: list[Any] = [None] * n
+        self._keep: list[Any] = [None] * n
+        self._ud_of = [_FREE] * n
+        self._gen = [0] * n
+        self._abandoned = [False] * n
+        self._removers = [self._make_remover(i) for i in range(n)]
+        self._waiters = _Waiters(self)
+        self._inflight = 0
+        self._cancels = 0
+        self._pending = 0
+        self._flush_armed = False
+        self._flush_sched = SchedFIFO()
+        self._ud_buf = ffi.new("uint64_t[]", self.cq_entries)
+        self._res_buf = ffi.new("int32_t[]", self.cq_entries)
+        self._tasks: list[Any] = []
+        self._drained = None
+        self._fallback_ops: dict[str, int] = {}
+
+        efd = lib.ur_eventfd()
+        if efd < 0:
+            self._teardown()
+            raise os_error(-efd, "eventfd")
+        self._efd = _Fd(efd)
+        rc = lib.ur_register_eventfd(self._r, efd)
+        if rc < 0:
+            self._teardown()
+            raise os_error(-rc, "io_uring_register(EVENTFD)")
+        if fixed_buffers:
+            self._register_arena(fixed_bytes)
+        else:
+            self.buffers.fixed_reason = "disabled by fixed_buffers=False"
+
+    def _register_arena(self, fixed_bytes: int) -> None:
+        budget, why = memlock_budget(fixed_bytes)
+        built = self.buffers.build_arena(budget)
+        if built is None:
+            self.buffers.fixed_reason = f"no room for fixed buffers ({why})"
+            return
+        base, sizes = built
+        arr = ffi.new("uint32_t[]", sizes)
+        rc = lib.ur_register_buffers(self._r, base, arr, len(sizes))
+        if rc < 0:
+            self.buffers.drop_arena()
+            self.buffers.fixed_reason = (f"IORING_REGISTER_BUFFERS failed: {os.strerror(-rc)} "
+                                         f"({why}); using unregistered buffers")
+            log.info("uring: %s", self.buffers.fixed_reason)
+            return
+        self.buffers.adopt_arena()
+        self.buffers.fixed_reason = f"{len(sizes)} buffers, {sum(sizes)} bytes registered ({why})"
+
+    def _make_remover(self, slot: int):
+        def remove() -> None:
+            self._owners[slot] = None
+            self._abandon(slot, self._ud_of[slot])
+        return remove
+
+    # -- lifecycle -------------------------------------------------------------
+    async def start(self) -> None:
+        await super().start()
+        if self._tasks:
+            return
+        self._tasks.append(await curio.spawn(self._reaper, daemon=True))
+        self._tasks.append(await curio.spawn(self._flusher, daemon=True))
+
+    async def aclose(self) -> None:
+        if self._r is None:
+            return
+        self._closed = True
+        if self._started and self._inflight + self._cancels > 0:
+            self._submit_now()
+            self._drained = curio.Event()
+            # Operations in flight belong to tasks that are still waiting or to
+            # abandoned slots; the reaper completes both. Bounded: file I/O ends.
+            try:
+                async with curio.timeout_after(30):
+                    await self._drained.wait()
+            except curio.TaskTimeout:
+                log.error("uring: %d operations still in flight after 30 s at close",
+                          self._inflight + self._cancels)
+        for t in self._tasks:
+            await t.cancel()
+        self._tasks.clear()
+        self._teardown()
+
+    def _teardown(self) -> None:
+        """Free the ring and the eventfd. Blocks to drain if operations remain."""
+        if self._r is None:
+            return
+        if self._inflight + self._cancels > 0:
+            # Last resort (kernel gone, tasks cancelled): wait synchronously so
+            # the kernel is done with every buffer before the memory can go.
+            while self._inflight + self._cancels > 0:
+                rc = lib.ur_submit(self._r, 1)
+                if rc < 0 and rc != -errno.EINTR:
+                    break
+                self._reap_sync()
+        efd = getattr(self, "_efd", None)
+        if efd is not None:
+            os.close(efd.fd)
+            self._efd = None
+        if self.buffers.arena is not None:
+            lib.ur_unregister_buffers(self._r)
+        lib.ur_free(self._r)
+        self._r = None
+        self._closed = True
+
+    def __del__(self) -> None:
+        if getattr(self, "_r", None) is not None:
+            try:
+                self._teardown()
+            except Exception:  # pragma: no cover - interpreter shutdown
+                pass
+
+    @property
+    def in_flight(self) -> int:
+        return self._inflight
+
+    # -- submission ------------------------------------------------------------
+    def _submit_now(self) -> None:
+        if self._r.pending == 0:
+            self._pending = 0
+            return
+        rc = lib.ur_submit(self._r, 0)
+        if rc < 0 and rc not in (-errno.EAGAIN, -errno.EBUSY):
+            raise UringError(f"io_uring_enter failed: {os.strerror(-rc)}")
+        self._pending = self._r.pending
+
+    async def _flusher(self) -> None:
+        """Submits what a scheduler pass prepared, then reaps inline completions."""
+        # Nothing runs between the checks below and the wait (traps that do not
+        # suspend return at once), so an armed flush is never lost: a task that
+        # prepares an SQE while the flusher is not waiting leaves it pending, and
+        # the flusher sees it at the top of the loop.
+        sched = self._flush_sched
+        while True:
+            if not self._pending:
+                self._flush_armed = False
+                await _scheduler_wait(sched, "IO_FLUSH")
+            self._flush_armed = False
+            if self._pending:
+                self._submit_now()
+            await self._reap()
+
+    async def _submit(self, opcode: int, fd: int, addr: int, length: int, off: int,
+                      flags: int, keep: Any, buf_index: int, name: Any) -> int:
+        if self._closed or not self._started:
+            self._check_open()
+        free = self._free
+        waiters = self._waiters
+        while not free:
+            waiters.arming = _FREE
+            await _scheduler_wait(waiters, "IO_SLOT_WAIT")
+            if self._closed:
+                self._check_open()
+        slot = free.pop()
+        gen = self._gen[slot] = (self._gen[slot] + 1) & 0xFFFFFFFF
+        ud = slot | (gen << SLOT_BITS)
+        self._ud_of[slot] = ud
+        self._keep[slot] = keep
+        r = self._r
+        if lib.ur_prep(r, opcode, fd, addr, length, off, flags, ud, buf_index) < 0:
+            # SQ full: hand the kernel what is there; SUBMIT_ALL frees every SQE.
+            self._submit_now()
+            while lib.ur_prep(r, opcode, fd, addr, length, off, flags, ud, buf_index) < 0:
+                await curio.sleep(0)
+                self._submit_now()
+        self._inflight += 1
+        self._pending += 1
+        if self._pending >= self.flush_threshold:
+            self._submit_now()
+        elif not self._flush_armed:
+            self._flush_armed = True
+            if len(self._flush_sched):
+                await _scheduler_wake(self._flush_sched, 1)
+        waiters.arming = slot
+        try:
+            res = await _scheduler_wait(waiters, "IO_WAIT")
+        except BaseException:
+            self._owners[slot] = None
+            self._abandon(slot, ud)
+            raise
+        if res < 0:
+            raise os_error(-res, op.KIND[opcode], name)
+        return res
+
+    def _abandon(self, slot: int, ud: int) -> None:
+        """The waiter is gone: keep the buffer alive and ask the kernel to cancel."""
+        if self._ud_of[slot] != ud or self._abandoned[slot]:
+            return                      # already completed, or already abandoned
+        self._abandoned[slot] = True
+        keep = self._keep[slot]
+        if isinstance(keep, DmaBuffer):
+            keep._pin()
+        if self._cancels >= CANCEL_HEADROOM or self._r is None:
+            return                      # it will complete on its own
+        if lib.ur_prep(self._r, op.ASYNC_CANCEL, -1, ud, 0, 0, 0, CANCEL_BIT | slot, -1) == 0:
+            self._cancels += 1
+            self._submit_now()
+
+    # -- completion --------------------------------------------------------------
+    async def _reaper(self) -> None:
+        efd = self._efd
+        clear = lib.ur_eventfd_clear
+        while True:
+            await _read_wait(efd)
+            clear(efd.fd)               # clear first, then drain: no lost wake-up
+            await self._reap()
+
+    def _complete(self, n: int) -> list[Any]:
+        """Process ``n`` reaped CQEs; returns the tasks to wake."""
+        uds = ffi.unpack(self._ud_buf, n)
+        results = ffi.unpack(self._res_buf, n)
+        owners = self._owners
+        keep = self._keep
+        ud_of = self._ud_of
+        free = self._free
+        batch = []
+        done = 0
+        for i in range(n):
+            ud = uds[i]
+            if ud & CANCEL_BIT:
+                self._cancels -= 1
+                continue
+            done += 1
+            slot = ud & SLOT_MASK
+            task = owners[slot]
+            if task is not None:
+                owners[slot] = None
+                task._trap_result = results[i]
+                batch.append(task)
+            elif self._abandoned[slot]:
+                self._abandoned[slot] = False
+                k = keep[slot]
+                if isinstance(k, DmaBuffer):
+                    k._unpin()
+            keep[slot] = None
+            ud_of[slot] = _FREE
+            free.append(slot)
+        self._inflight -= done
+        return batch
+
+    async def _reap(self) -> None:
+        r = self._r
+        waiters = self._waiters
+        while r is not None:
+            n = lib.ur_reap(r, self._ud_buf, self._res_buf, self.cq_entries)
+            if not n:
+                break
+            batch = self._complete(n)
+            if waiters.space and self._free:
+                for task in waiters.pop_space(len(self._free)):
+                    task._trap_result = None
+                    batch.append(task)
+            if batch:
+                waiters.batch = batch
+                await _scheduler_wake(waiters, len(batch))
+        if self._drained is not None and self._inflight + self._cancels == 0:
+            await self._drained.set()
+
+    def _reap_sync(self) -> None:
+        n = lib.ur_reap(self._r, self._ud_buf, self._res_buf, self.cq_entries)
+        if n:
+            for task in self._complete(n):
+                task._trap_result = RingClosedError("ring closed while the operation was in flight")
+
+    # -- operations ----------------------------------------------------------------
+    def _buf(self, buf: Any, nbytes: int | None, writable: bool) -> tuple[int, int, int, Any]:
+        """(address, length, fixed index, object to keep alive) for a buffer."""
+        if isinstance(buf, DmaBuffer):
+            n = buf.size if nbytes is None else nbytes
+            if n < 0 or n > buf.size:
+                raise ValueError(f"nbytes={n} outside the buffer's {buf.size} bytes")
+            idx = buf.buf_index if buf.pool is self.buffers else -1
+            return buf.address, n, idx, buf
+        view = buffer_view(buf, nbytes, writable)
+        cdata = ffi.from_buffer(view, require_writable=writable)
+        return int(ffi.cast("uintptr_t", cdata)), len(view), -1, (cdata, view)
+
+    async def nop(self) -> None:
+        if self.fault_injector is not None:
+            self._fault("nop", None)
+        await self._submit(op.NOP, -1, 0, 0, 0, 0, None, -1, None)
+
+    async def read(self, fd: int, buf: Any, offset: int, nbytes: int | None = None, *,
+                   name: str | None = None) -> int:
+        if self.fault_injector is not None:
+            self._fault("read", name)
+        addr, n, idx, keep = self._buf(buf, nbytes, True)
+        if idx >= 0:
+            return await self._submit(op.READ_FIXED, fd, addr, n, offset, 0, keep, idx, name)
+        return await self._submit(op.READ, fd, addr, n, offset, 0, keep, -1, name)
+
+    async def write(self, fd: int, buf: Any, offset: int, nbytes: int | None = None, *,
+                    name: str | None = None) -> int:
+        if self.fault_injector is not None:
+            self._fault("write", name)
+        addr, n, idx, keep = self._buf(buf, nbytes, False)
+        if idx >= 0:
+            return await self._submit(op.WRITE_FIXED, fd, addr, n, offset, 0, keep, idx, name)
+        return await self._submit(op.WRITE, fd, addr, n, offset, 0, keep, -1, name)
+
+    def _iovecs(self, bufs: Sequence[Any], writable: bool) -> tuple[Any, list[Any]]:
+        arr = ffi.new("uint64_t[]", 2 * max(1, len(bufs)))   # struct iovec layout
+        keep: list[Any] = [arr]
+        for i, b in enumerate(bufs):
+            addr, n, _idx, k = self._buf(b, None, writable)
+            arr[2 * i] = addr
+            arr[2 * i + 1] = n
+            keep.append(k)
+        return arr, keep
+
+    async def readv(self, fd: int, bufs: Sequence[Any], offset: int, *,
+                    name: str | None = None) -> int:
+        if self.fault_injector is not None:
+            self._fault("read", name)
+        arr, keep = self._iovecs(bufs, True)
+        addr = int(ffi.cast("uintptr_t", arr))
+        return await self._submit(op.READV, fd, addr, len(bufs), offset, 0, keep, -1, name)
+
+    async def writev(self, fd: int, bufs: Sequence[Any], offset: int, *,
+                     name: str | None = None) -> int:
+        if self.fault_injector is not None:
+            self._fault("write", name)
+        arr, keep = self._iovecs(bufs, False)
+        addr = int(ffi.cast("uintptr_t", arr))
+        return await self._submit(op.WRITEV, fd, addr, len(bufs), offset, 0, keep, -1, name)
+
+    async def fsync(self, fd: int, *, datasync: bool = False, name: str | None = None) -> None:
+        if self.fault_injector is not None:
+            self._fault("fsync", name)
+        flags = op.FSYNC_DATASYNC if datasync else 0
+        await self._submit(op.FSYNC, fd, 0, 0, 0, flags, None, -1, name)
+
+    async def fallocate(self, fd: int, offset: int, length: int, mode: int = 0, *,
+                        name: str | None = None) -> None:
+        if self.fault_injector is not None:
+            self._fault("fallocate", name)
+        if op.FALLOCATE not in self._supported:
+            return self._sync_call("fallocate", name, lib.ur_fallocate, fd, mode, offset, length)
+        # FALLOCATE: the length travels in addr and the mode in len.
+        await self._submit(op.FALLOCATE, fd, length, mode, offset, 0, None, -1, name)
+
+    async def ftruncate(self, fd: int, length: int, *, name: str | None = None) -> None:
+        if self.fault_injector is not None:
+            self._fault("ftruncate", name)
+        if length < 0:
+            raise ValueError(f"cannot truncate to a negative size ({length})")
+        if op.FTRUNCATE not in self._supported:
+            try:
+                os.ftruncate(fd, length)
+            except OSError as e:
+                raise os_error(e.errno, "ftruncate", name) from None
+            self._fallback_ops["ftruncate"] = self._fallback_ops.get("ftruncate", 0) + 1
+            return
+        await self._submit(op.FTRUNCATE, fd, 0, 0, length, 0, None, -1, name)
+
+    def _sync_call(self, kind: str, name: Any, fn: Any, *args: Any) -> None:
+        rc = fn(*args)
+        self._fallback_ops[kind] = self._fallback_ops.get(kind, 0) + 1
+        if rc < 0:
+            raise os_error(-rc, kind, name)
+
+    async def openat(self, path: str | os.PathLike, flags: int = os.O_RDONLY,
+                     mode: int = 0o644, *, dir_fd: int = op.AT_FDCWD) -> int:
+        name = os.fsdecode(path)
+        if self.fault_injector is not None:
+            self._fault("openat", name)
+        cpath = ffi.new("char[]", os.fsencode(path))
+        addr = int(ffi.cast("uintptr_t", cpath))
+        return await self._submit(op.OPENAT, dir_fd, addr, mode, 0, flags | os.O_CLOEXEC,
+                                  cpath, -1, name)
+
+    async def close(self, fd: int, *, name: str | None = None) -> None:
+        if self.fault_injector is not None:
+            self._fault("close", name)
+        await self._submit(op.CLOSE, fd, 0, 0, 0, 0, None, -1, name)
+
+    async def _statx(self, dir_fd: int, path: bytes, flags: int, name: str | None) -> FileStat:
+        if self.fault_injector is not None:
+            self._fault("statx", name)
+        cpath = ffi.new("char[]", path)
+        raw = ffi.new("char[]", lib.ur_statx_raw_size())
+        keep = (cpath, raw)
+        await self._submit(op.STATX, dir_fd, int(ffi.cast("uintptr_t", cpath)),
+                           op.STATX_BASIC_STATS | op.STATX_DIOALIGN,
+                           int(ffi.cast("uintptr_t", raw)), flags, keep, -1, name)
+        st = ffi.new("ur_stat *")
+        lib.ur_stat_decode(raw, st)
+        return FileStat(size=st.size, mode=st.mode, ino=st.ino, nlink=st.nlink,
+                        blksize=st.blksize, blocks=st.blocks,
+                        mtime_ns=st.mtime_sec * 1_000_000_000 + st.mtime_nsec,
+                        dio_mem_align=st.dio_mem_align, dio_offset_align=st.dio_offset_align)
+
+    async def statx(self, path: str | os.PathLike, *, dir_fd: int = op.AT_FDCWD,
+                    follow_symlinks: bool = True) -> FileStat:
+        flags = 0 if follow_symlinks else op.AT_SYMLINK_NOFOLLOW
+        return await self._statx(dir_fd, os.fsencode(path), flags, os.fsdecode(path))
+
+    async def fstatx(self, fd: int, *, name: str | None = None) -> FileStat:
+        return await self._statx(fd, b"", op.AT_EMPTY_PATH, name)
+
+    async def renameat(self, old: str | os.PathLike, new: str | os.PathLike, *,
+                       old_dir_fd: int = op.AT_FDCWD, new_dir_fd: int = op.AT_FDCWD,
+                       flags: int = 0) -> None:
+        name = os.fsdecode(old)
+        if self.fault_injector is not None:
+            self._fault("renameat", name)
+        if op.RENAMEAT not in self._supported:
+            try:
+                os.rename(old, new, src_dir_fd=None if old_dir_fd == op.AT_FDCWD else old_dir_fd,
+                          dst_dir_fd=None if new_dir_fd == op.AT_FDCWD else new_dir_fd)
+            except OSError as e:
+                raise os_error(e.errno, "renameat", name) from None
+            return
+        cold = ffi.new("char[]", os.fsencode(old))
+        cnew = ffi.new("char[]", os.fsencode(new))
+        await self._submit(op.RENAMEAT, old_dir_fd, int(ffi.cast("uintptr_t", cold)), new_dir_fd,
+                           int(ffi.cast("uintptr_t", cnew)), flags, (cold, cnew), -1, name)
+
+    async def unlinkat(self, path: str | os.PathLike, *, dir_fd: int = op.AT_FDCWD,
+                       rmdir: bool = False) -> None:
+        name = os.fsdecode(path)
+        if self.fault_injector is not None:
+            self._fault("unlinkat", name)
+        flags = op.AT_REMOVEDIR if rmdir else 0
+        if op.UNLINKAT not in self._supported:
+            try:
+                (os.rmdir if rmdir else os.unlink)(
+                    path, dir_fd=None if dir_fd == op.AT_FDCWD else dir_fd)
+            except OSError as e:
+                raise os_error(e.errno, "unlinkat", name) from None
+            return
+        cpath = ffi.new("char[]", os.fsencode(path))
+        await self._submit(op.UNLINKAT, dir_fd, int(ffi.cast("uintptr_t", cpath)), 0, 0, flags,
+                           cpath, -1, name)
+
+    # -- stats ---------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        r = self._r
+        if r is None:
+            return {"backend": self.backend, "reason": self.reason, "closed": True}
+        rows = [(op.KIND.get(o, f"op{o}"), r.ops[o], r.bytes[o], r.errors[o]) for o in range(64)]
+        rows += [(k, n, 0, 0) for k, n in self._fallback_ops.items()]
+        return summarize(
+            backend=self.backend, reason=self.reason, by_kind=rows,
+            lat_hist=list(r.lat_hist), in_flight=self._inflight,
+            enter_calls=r.enter_calls, sqes_submitted=r.sqes_submitted,
+            extra={"sq_entries": self.sq_entries, "cq_entries": self.cq_entries,
+                   "cq_overflow": r.cq_overflow, "buffers": self.buffers.stats(),
+                   "sync_fallback_ops": dict(self._fallback_ops)})
