@@ -28,6 +28,7 @@ struct ur_ring {
     uint64_t sqes_submitted;
     uint64_t cqes_reaped;
     uint64_t cq_overflow;
+    uint64_t cancel_cqes;          /* completions of internal cancels, consumed in C */
     uint64_t ops[UR_MAX_OPS];
     uint64_t bytes[UR_MAX_OPS];
     uint64_t errors[UR_MAX_OPS];
@@ -65,7 +66,7 @@ int ur_prep_batch(struct ur_ring *r, unsigned n, const uint8_t *ops, const int32
                   const uint64_t *addrs, const uint32_t *lens, const uint64_t *offs,
                   const uint64_t *user_data);
 int ur_submit(struct ur_ring *r, unsigned min_complete);
-int ur_reap(struct ur_ring *r, uint64_t *user_data, int32_t *res, unsigned max);
+int ur_reap(struct ur_ring *r, uint32_t *slots, int32_t *res, unsigned max);
 unsigned ur_cq_ready(struct ur_ring *r);
 unsigned ur_sq_space(struct ur_ring *r);
 
@@ -133,6 +134,7 @@ struct ur_ring {
     uint64_t sqes_submitted;
     uint64_t cqes_reaped;
     uint64_t cq_overflow;
+    uint64_t cancel_cqes;          /* completions of internal cancels, consumed in C */
     uint64_t ops[UR_MAX_OPS];
     uint64_t bytes[UR_MAX_OPS];
     uint64_t errors[UR_MAX_OPS];
@@ -381,7 +383,9 @@ unsigned ur_sq_space(struct ur_ring *r) {
     return r->sq_entries - (r->sq_tail - head);
 }
 
-int ur_reap(struct ur_ring *r, uint64_t *user_data, int32_t *res, unsigned max) {
+/* Drain up to `max` operation completions into (slot, result) arrays. Cancel
+   completions are consumed here and only counted, so Python sees ops only. */
+int ur_reap(struct ur_ring *r, uint32_t *slots, int32_t *res, unsigned max) {
     unsigned head = *r->cq_khead;
     unsigned tail = __atomic_load_n(r->cq_ktail, __ATOMIC_ACQUIRE);
     unsigned mask = *r->cq_kmask;
@@ -391,25 +395,24 @@ int ur_reap(struct ur_ring *r, uint64_t *user_data, int32_t *res, unsigned max) 
         struct io_uring_cqe *cqe = &r->cqes[head & mask];
         uint64_t ud = cqe->user_data;
         int32_t rv = cqe->res;
-        user_data[n] = ud;
-        res[n] = rv;
-        if (!(ud & UR_CANCEL_BIT)) {
-            uint64_t slot = ud & UR_SLOT_MASK;
-            if (slot < r->max_slots) {
-                unsigned op = r->slot_op[slot] & (UR_MAX_OPS - 1);
-                if (!t) t = now_ns();
-                r->ops[op]++;
-                if (rv < 0) r->errors[op]++;
-                else if (op == IORING_OP_READ || op == IORING_OP_WRITE ||
-                         op == IORING_OP_READ_FIXED || op == IORING_OP_WRITE_FIXED ||
-                         op == IORING_OP_READV || op == IORING_OP_WRITEV)
-                    r->bytes[op] += (uint64_t)rv;
-                uint64_t t0 = r->slot_t0[slot];
-                r->lat_hist[ur_hist_bucket(t > t0 ? t - t0 : 0)]++;
-            }
-        }
         head++;
+        if (ud & UR_CANCEL_BIT) { r->cancel_cqes++; continue; }
+        uint64_t slot = ud & UR_SLOT_MASK;
+        slots[n] = (uint32_t)slot;
+        res[n] = rv;
         n++;
+        if (slot < r->max_slots) {
+            unsigned op = r->slot_op[slot] & (UR_MAX_OPS - 1);
+            if (!t) t = now_ns();
+            r->ops[op]++;
+            if (rv < 0) r->errors[op]++;
+            else if (op == IORING_OP_READ || op == IORING_OP_WRITE ||
+                     op == IORING_OP_READ_FIXED || op == IORING_OP_WRITE_FIXED ||
+                     op == IORING_OP_READV || op == IORING_OP_WRITEV)
+                r->bytes[op] += (uint64_t)rv;
+            uint64_t t0 = r->slot_t0[slot];
+            r->lat_hist[ur_hist_bucket(t > t0 ? t - t0 : 0)]++;
+        }
     }
     __atomic_store_n(r->cq_khead, head, __ATOMIC_RELEASE);
     r->cqes_reaped += n;

@@ -86,9 +86,12 @@ class Ring:
             raise ValueError(f"ring entries must be an int in 1..32768, got {entries!r}")
         self.entries = entries
         self.buffers = BufferPool()
-        self.fault_injector: FaultInjector | None = None
+        self._fault_injector: FaultInjector | None = None
         self._started = False
         self._closed = False
+        # True while any slow-path check applies (not started, closed, faults):
+        # the hot path tests this one flag.
+        self._guarded = True
 
     # -- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
@@ -96,10 +99,12 @@ class Ring:
         if self._closed:
             raise RingClosedError("this ring was closed; create a new Ring")
         self._started = True
+        self._update_guard()
 
     async def aclose(self) -> None:
         """Wait for operations in flight, stop the ring's tasks and free the ring."""
         self._closed = True
+        self._update_guard()
 
     async def __aenter__(self) -> "Ring":
         await self.start()
@@ -136,6 +141,29 @@ class Ring:
         raise NotImplementedError
 
     # -- helpers shared by backends -------------------------------------------
+    @property
+    def fault_injector(self) -> FaultInjector | None:
+        """Test hook: ``fn(kind, name) -> errno | None`` fails operations before the kernel.
+
+        ``kind`` is the stats kind (``"write"``, ``"fsync"``, ...) and ``name``
+        the file name given to the operation. Used to simulate a full disk.
+        """
+        return self._fault_injector
+
+    @fault_injector.setter
+    def fault_injector(self, fn: FaultInjector | None) -> None:
+        self._fault_injector = fn
+        self._update_guard()
+
+    def _update_guard(self) -> None:
+        self._guarded = self._closed or not self._started or self._fault_injector is not None
+
+    def _precheck(self, kind: str, name: str | None) -> None:
+        """Slow-path checks before an operation: ring state, then injected faults."""
+        self._check_open()
+        if self._fault_injector is not None:
+            self._fault(kind, name)
+
     def _check_open(self) -> None:
         if self._closed:
             raise RingClosedError("I/O on a closed ring; create a new Ring")
@@ -144,7 +172,7 @@ class Ring:
                                   "'async with Ring() as ring:' or 'await ring.start()'")
 
     def _fault(self, kind: str, name: str | None) -> None:
-        err = self.fault_injector(kind, name)  # type: ignore[misc]
+        err = self._fault_injector(kind, name)  # type: ignore[misc]
         if err:
             raise os_error(err, kind, name)
 
