@@ -476,19 +476,19 @@ class UringRing(Ring):
 
     async def fallocate(self, fd: int, offset: int, length: int, mode: int = 0, *,
                         name: str | None = None) -> None:
-        if self._guarded:
-            self._precheck("fallocate", name)
         if op.FALLOCATE not in self._supported:
+            if self._guarded:
+                self._precheck("fallocate", name)
             return self._sync_call("fallocate", name, lib.ur_fallocate, fd, mode, offset, length)
         # FALLOCATE: the length travels in addr and the mode in len.
         await self._submit(op.FALLOCATE, fd, length, mode, offset, 0, None, -1, name)
 
     async def ftruncate(self, fd: int, length: int, *, name: str | None = None) -> None:
-        if self._guarded:
-            self._precheck("ftruncate", name)
         if length < 0:
             raise ValueError(f"cannot truncate to a negative size ({length})")
         if op.FTRUNCATE not in self._supported:
+            if self._guarded:
+                self._precheck("ftruncate", name)
             try:
                 os.ftruncate(fd, length)
             except OSError as e:
@@ -540,9 +540,9 @@ class UringRing(Ring):
                        old_dir_fd: int = op.AT_FDCWD, new_dir_fd: int = op.AT_FDCWD,
                        flags: int = 0) -> None:
         name = os.fsdecode(old)
-        if self._guarded:
-            self._precheck("renameat", name)
         if op.RENAMEAT not in self._supported:
+            if self._guarded:
+                self._precheck("renameat", name)
             try:
                 os.rename(old, new, src_dir_fd=None if old_dir_fd == op.AT_FDCWD else old_dir_fd,
                           dst_dir_fd=None if new_dir_fd == op.AT_FDCWD else new_dir_fd)
@@ -557,10 +557,10 @@ class UringRing(Ring):
     async def unlinkat(self, path: str | os.PathLike, *, dir_fd: int = op.AT_FDCWD,
                        rmdir: bool = False) -> None:
         name = os.fsdecode(path)
-        if self._guarded:
-            self._precheck("unlinkat", name)
         flags = op.AT_REMOVEDIR if rmdir else 0
         if op.UNLINKAT not in self._supported:
+            if self._guarded:
+                self._precheck("unlinkat", name)
             try:
                 (os.rmdir if rmdir else os.unlink)(
                     path, dir_fd=None if dir_fd == op.AT_FDCWD else dir_fd)
