@@ -69,6 +69,8 @@ class Reactor:
         self._old_handlers: dict[int, Any] = {}
         self._old_wakeup = -1
         self.metrics_server: Any = None
+        #: (host, port) the metrics server is bound to, once it is (port 0 picks one).
+        self.metrics_address: tuple[str, int] | None = None
 
     # -- queues, tasks, actors ---------------------------------------------------------
     def queue(self, name: str, shares: "float | Callable[[], float]" = 100,
@@ -155,9 +157,12 @@ class Reactor:
         async with Ring(self.ring_entries, backend=self.io_backend) as ring:
             self.ring = ring
             if self.metrics_port is not None:
-                from .metrics import serve_metrics
-                self.metrics_server = await curio.spawn(serve_metrics, self, self.metrics_port,
-                                                        daemon=True)
+                from .metrics import open_metrics_socket, serve_metrics
+                # Bind now: a taken port fails run() before main starts, and
+                # self.metrics_address holds the bound (host, port) from here on.
+                msock = open_metrics_socket(self, self.metrics_port)
+                self.metrics_server = await curio.spawn(
+                    serve_metrics(self, self.metrics_port, sock=msock), daemon=True)
                 internal.append(self.metrics_server)
             if self.stats_interval:
                 from .live import live_view

@@ -61,6 +61,9 @@ class TaskQueue:
         self.vruntime = 0.0          # seconds of CPU / shares
         self.runtime = 0.0           # seconds of CPU charged (including I/O charges)
         self.io_charged = 0.0        # part of runtime charged for I/O
+        #: Cost of one byte of I/O in CPU seconds charged by charge_io (default
+        #: 1 s per GiB; a tunable weight, not a measurement).
+        self.io_cost_per_byte = 1.0 / (1 << 30)
         self.slices = 0              # task runs (one per curio scheduling of a task)
         self.longest = 0.0           # longest single run
         self.tasks = 0               # live tasks in this queue
@@ -82,6 +85,11 @@ class TaskQueue:
             except Exception as exc:     # a broken controller must not stop the core
                 log.error("task queue %r: shares callable failed (%s); keeping %s",
                           self.name, exc, self.shares)
+
+    def charge_io(self, nbytes: int) -> None:
+        """Charge ``nbytes`` of I/O issued by this queue at ``io_cost_per_byte`` s/byte."""
+        if nbytes > 0:
+            self.charge(nbytes * self.io_cost_per_byte)
 
     def charge(self, seconds: float, *, io: bool = True) -> None:
         """Charge extra cost to this queue, e.g. I/O bytes × a cost per byte."""
