@@ -20,12 +20,13 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from typing import Any, Iterable
+from typing import Any, Awaitable, Iterable
 
 import attrs
 
 from .errors import ActorError, MailboxClosed, ReactorError
 from .mailbox import Mailbox
+from . import scheduler as _sched
 from .scheduler import TaskQueue, maybe_yield
 
 log = logging.getLogger("reactor.actor")
@@ -110,23 +111,21 @@ class Actor:
                 await maybe_yield()
 
     # -- sending ------------------------------------------------------------------
-    async def send(self, message: Any) -> None:
-        """Deliver one message; waits while the mailbox is full (backpressure)."""
-        await self.mailbox.put(message)
-        _count_out(1)
+    def send(self, message: Any) -> Awaitable[None]:
+        """Deliver one message; waits while the mailbox is full (backpressure).
 
-    async def send_batch(self, messages: Iterable[Any]) -> None:
+        A plain function returning the mailbox's coroutine: one coroutine frame
+        per message on the per-element path.
+        """
+        return self.mailbox.put(message)
+
+    def send_batch(self, messages: Iterable[Any]) -> Awaitable[None]:
         """Deliver a batch of messages with one wake-up of the receiver."""
-        batch = messages if isinstance(messages, list) else list(messages)
-        await self.mailbox.put_batch(batch)
-        _count_out(len(batch))
+        return self.mailbox.put_batch(messages)
 
     def try_send(self, message: Any) -> bool:
         """Deliver without waiting; False if the mailbox is full."""
-        ok = self.mailbox.try_put(message)
-        if ok:
-            _count_out(1)
-        return ok
+        return self.mailbox.try_put(message)
 
     # -- lifecycle -----------------------------------------------------------------
     async def start(self, *, queue: TaskQueue | None = None) -> "Actor":
@@ -193,6 +192,8 @@ class Actor:
         """Default batch loop with per-message supervision."""
         coro = self._msg_is_coro
         handle = self.on_message
+        s = _sched._scheduler
+        clock = s._clock
         for m in batch:
             try:
                 if coro:
@@ -201,7 +202,9 @@ class Actor:
                     handle(m)
             except Exception as exc:
                 await self._supervise(m, exc)
-            await maybe_yield()
+            # maybe_yield(), inlined: this loop runs once per element.
+            if clock() - s._t0 >= s._current._tq.slice:
+                await s.yield_now()
 
     async def _supervise(self, message: Any, exc: Exception) -> None:
         self.failures += 1
@@ -252,17 +255,6 @@ class Actor:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
-
-
-def _count_out(n: int) -> None:
-    """Credit ``n`` sent messages to the actor whose task is running."""
-    from . import scheduler
-    s = scheduler._scheduler
-    if s is not None:
-        task = s._current
-        actor = getattr(task, "actor", None) if task is not None else None
-        if actor is not None:
-            actor.messages_out += n
 
 
 __all__ = ["Actor", "DeadLetter", "POLICIES", "ReactorError", "MailboxClosed"]

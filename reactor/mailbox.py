@@ -14,6 +14,7 @@ from typing import Any, Iterable
 from curio.sched import SchedFIFO
 from curio.traps import _scheduler_wait, _scheduler_wake
 
+from . import scheduler as _sched
 from .errors import MailboxClosed
 
 
@@ -57,12 +58,25 @@ class Mailbox:
             self.blocked_time += time.perf_counter() - t0
 
     async def put(self, item: Any) -> None:
-        """Append one element; waits while the mailbox is full."""
+        """Append one element; waits while the mailbox is full.
+
+        Also the per-element hot path of actors: credits the sending actor and
+        yields the core when the sender's slice is spent (a producer loop that
+        never fills the mailbox must still share the core).
+        """
         if len(self._items) >= self.capacity or self.closed:
             await self._wait_room(1)
         self._items.append(item)     # re-read: get_batch swaps the list while we wait
         if self._receiver._actual_len:
             await _scheduler_wake(self._receiver, 1)
+        s = _sched._scheduler
+        if s is not None:
+            actor = s.current_actor
+            if actor is not None:
+                actor.messages_out += 1
+            cur = s._current
+            if cur is not None and s._clock() - s._t0 >= cur._tq.slice:
+                await s.yield_now()
 
     async def put_batch(self, batch: Iterable[Any]) -> None:
         """Append a batch of elements; waits until it fits (an empty mailbox admits any batch)."""
@@ -77,6 +91,9 @@ class Mailbox:
         items.extend(batch)
         if self._receiver._actual_len:
             await _scheduler_wake(self._receiver, 1)
+        s = _sched._scheduler
+        if s is not None and s.current_actor is not None:
+            s.current_actor.messages_out += len(batch)
 
     def try_put(self, item: Any) -> bool:
         """Append without waiting; False if full. The receiver is woken by the reactor."""
@@ -84,9 +101,12 @@ class Mailbox:
         if len(self._items) >= self.capacity:
             return False
         self._items.append(item)
-        if self._receiver._actual_len:
-            from .scheduler import current_scheduler
-            current_scheduler().wake_sync(self._receiver)
+        s = _sched._scheduler
+        if s is not None:
+            if self._receiver._actual_len:
+                s.wake_sync(self._receiver)
+            if s.current_actor is not None:
+                s.current_actor.messages_out += 1
         return True
 
     async def get_batch(self) -> list[Any] | None:

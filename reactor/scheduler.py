@@ -68,10 +68,9 @@ class TaskQueue:
         self.longest = 0.0           # longest single run
         self.tasks = 0               # live tasks in this queue
         self.yields = 0              # times a task of this queue yielded its slice
-        self.slice_start = 0.0       # when the queue's current slice began
         self.last_ran = 0.0          # when a task of this queue last stopped running
         self.parked = _Parked()      # tasks that yielded and want the core
-        self.yielding = 0            # tasks between a yield and their next run
+        self.in_line = 0             # tasks yielded-and-continuing or woken from parking
         self._shares_read = time.perf_counter()
 
     def refresh_shares(self, now: float) -> None:
@@ -105,7 +104,7 @@ class TaskQueue:
             "shares": self.shares, "runtime_s": round(self.runtime, 6),
             "vruntime": round(self.vruntime, 9), "slices": self.slices,
             "longest_slice_ms": round(self.longest * 1000, 3), "tasks": self.tasks,
-            "yields": self.yields, "io_charged_s": round(self.io_charged, 6),
+            "yields": self.yields, "parked": len(self.parked), "io_charged_s": round(self.io_charged, 6),
         }
 
     def __repr__(self) -> str:
@@ -136,7 +135,7 @@ class Scheduler(Activation):
         self.detect_stalls = False      # the reactor turns it on once started
         self._spawn_queue: TaskQueue | None = None
         self._current: Any = None
-        self._runs = 0                         # task runs since the dispatcher last ran
+        self.current_actor: Any = None         # actor of the running task, if any
         self._next_refresh = 0.0
         self._dispatch_wait = SchedFIFO()
         self._t0 = 0.0
@@ -194,14 +193,13 @@ class Scheduler(Activation):
         now = self._clock()
         self._current = task
         self._t0 = now
-        self._runs += 1
         q = task._tq
+        self.current_actor = getattr(task, "actor", None)
         if now - q.last_ran > IDLE_AFTER:
             # Waking from idle: no credit for the time it did not want the core.
             floor = self._min_vruntime(exclude=q)
             if q.vruntime < floor:
                 q.vruntime = floor
-            q.slice_start = now
 
     def suspended(self, task: Any, trap: Any) -> None:
         now = self._clock()
@@ -239,18 +237,18 @@ class Scheduler(Activation):
         task = self._current
         if task is None:
             return False
-        q = task._tq
-        return self._clock() - q.slice_start >= q.slice
+        return self._clock() - self._t0 >= task._tq.slice
 
     async def yield_now(self) -> None:
         """Give the core to the queue with the lowest virtual runtime that wants it.
 
-        Queues *contend* when a task of theirs is parked here or is between a
-        yield and its next run. If this task's queue has the lowest virtual
-        runtime among contenders it continues (after letting tasks woken by I/O
-        run); otherwise it parks, waking the best parked task if that queue has
-        none already in line. The dispatcher wakes a parked task whenever
-        nothing else is runnable, so parking never idles the core.
+        Queues *contend* when a task of theirs is parked here or is *in line*
+        (yielded and continuing, or woken from parking and not yet running).
+        If this task's queue has the lowest virtual runtime among contenders it
+        continues after letting tasks woken by I/O run; otherwise it parks,
+        waking the best parked task unless that queue already has one in line.
+        The dispatcher wakes the best parked task whenever no queue has a task
+        in line (the holder of the core blocked), so parking never idles it.
         """
         task = await _get_current()
         q = task._tq
@@ -264,41 +262,39 @@ class Scheduler(Activation):
         best = None
         best_v = q.vruntime + (now - self._t0) / q.shares
         for other in self.queues.values():
-            if other is not q and (other.parked or other.yielding) and other.vruntime < best_v:
+            if other is not q and (other.parked or other.in_line) and other.vruntime < best_v:
                 best, best_v = other, other.vruntime
         if best is None:
-            q.slice_start = now
-            q.yielding += 1
+            q.in_line += 1
             try:
                 await curio.sleep(0)    # let tasks woken by I/O run, then continue
             finally:
-                q.yielding -= 1
+                q.in_line -= 1
             return
-        if not best.yielding and best.parked:
-            best.slice_start = now
+        if not best.in_line and best.parked:
+            best.in_line += 1
             await _scheduler_wake(best.parked, 1)
         if self._dispatch_wait._actual_len:
             await _scheduler_wake(self._dispatch_wait, 1)
         await _scheduler_wait(q.parked, "YIELD")
-        q.slice_start = self._clock()
+        q.in_line -= 1                  # woken by a handoff or the dispatcher
 
     async def _dispatcher(self) -> None:
-        """Wakes the best parked task whenever nothing else ran in a scheduler pass."""
+        """Wakes the best parked task whenever no queue has a task in line."""
         queues = self.queues
         while True:
             if not any(q.parked for q in queues.values()):
                 await _scheduler_wait(self._dispatch_wait, "IDLE")
                 continue
-            self._runs = 0
             await curio.sleep(0)
-            if self._runs > 1:          # something besides this task ran: core is busy
-                continue
+            if any(q.in_line for q in queues.values()):
+                continue                # the core has a holder
             best = None
             for q in queues.values():
                 if q.parked and (best is None or q.vruntime < best.vruntime):
                     best = q
             if best is not None:
-                best.slice_start = self._clock()
+                best.in_line += 1
                 await _scheduler_wake(best.parked, 1)
 
     def stats(self) -> dict[str, Any]:
@@ -328,8 +324,7 @@ async def maybe_yield() -> None:
     """
     s = _scheduler
     if s is not None and s._current is not None:
-        q = s._current._tq
-        if s._clock() - q.slice_start >= q.slice:
+        if s._clock() - s._t0 >= s._current._tq.slice:
             await s.yield_now()
 
 

@@ -7,9 +7,12 @@ of it is cancelled. Callbacks run in the timer task; a callback returning an
 awaitable has it spawned as a task of the service's queue, so a slow callback
 never delays other timers.
 
-Precision: the selector sleeps in whole milliseconds, so the task wakes a
-little early and yields until the deadline: timers fire within ~1 ms of due at
-low load, and never early.
+Precision: the task waits on a ``timerfd`` armed at the earliest deadline
+(absolute ``CLOCK_MONOTONIC``, the clock of ``time.monotonic``), so timers fire
+within tens of microseconds of due at low load, never early, and an idle
+reactor spends no CPU on them. Scheduling an earlier timer just re-arms the
+timerfd. Without the uring C extension the task falls back to curio sleeps,
+which the selector rounds up to whole milliseconds.
 """
 from __future__ import annotations
 
@@ -20,14 +23,27 @@ import math
 import time
 from typing import Any, Callable
 
-from curio.sched import SchedFIFO
+import os
 
+from curio.sched import SchedFIFO
+from curio.traps import _read_wait
+
+from uring._native import lib
 from uring.curio_compat import curio
 
 log = logging.getLogger("reactor.timers")
 
-#: Wake this long before a deadline and yield until it (selector ms rounding).
-EARLY = 0.0012
+
+class _Fd:
+    """Keeps the timerfd registered with curio's selector between waits."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
 
 
 class Timer:
@@ -77,6 +93,7 @@ class TimerService:
         self.fired = 0
         self.late_max = 0.0               # worst lateness seen (s)
         self.clock = time.monotonic
+        self._tfd: _Fd | None = None
 
     @property
     def pending(self) -> int:
@@ -111,9 +128,12 @@ class TimerService:
         t = Timer(self, float(when), self._seq, callback, args, interval)
         heapq.heappush(self._heap, t)
         self._pending += 1
-        if when < self._armed and self._sched and self._wake_sync is not None:
+        if when < self._armed:
             self._armed = when
-            self._wake_sync(self._sched)
+            if self._tfd is not None:
+                lib.ur_timerfd_arm(self._tfd.fd, max(when, 1e-9))
+            elif self._sched and self._wake_sync is not None:
+                self._wake_sync(self._sched)
         return t
 
     def _compact(self) -> None:
@@ -151,24 +171,49 @@ class TimerService:
             self._compact()
 
     async def run(self) -> None:
-        """The timer task body: sleep until the next deadline, fire, repeat."""
+        """The timer task body: wait for the next deadline, fire, repeat."""
+        fd = lib.ur_timerfd_create() if lib is not None else -1
+        if fd < 0:
+            log.info("timers: no timerfd (%s); using curio sleeps (1 ms resolution)",
+                     "no C extension" if lib is None else os.strerror(-fd))
+            return await self._run_sleeping()
+        self._tfd = _Fd(fd)
+        try:
+            while True:
+                await self._fire_due()
+                self._drop_cancelled_top()
+                heap = self._heap
+                self._armed = heap[0].due if heap else math.inf
+                lib.ur_timerfd_arm(fd, max(self._armed, 1e-9) if heap else 0.0)
+                await _read_wait(self._tfd)
+                try:
+                    os.read(fd, 8)              # clear the expiration count
+                except BlockingIOError:
+                    pass
+        finally:
+            self._tfd = None
+            self._armed = math.inf
+            os.close(fd)
+
+    def _drop_cancelled_top(self) -> None:
+        heap = self._heap
+        while heap and heap[0].cancelled:
+            heapq.heappop(heap)
+            self._cancelled -= 1
+
+    async def _run_sleeping(self) -> None:
         while True:
             await self._fire_due()
+            self._drop_cancelled_top()
             heap = self._heap
-            while heap and heap[0].cancelled:
-                heapq.heappop(heap)
-                self._cancelled -= 1
             if not heap:
                 self._armed = math.inf
                 await self._sched.suspend("TIMER_IDLE")
                 continue
-            due = heap[0].due
-            self._armed = due
-            delay = due - self.clock()
-            if delay > EARLY:
-                await curio.ignore_after(delay - EARLY, self._sched.suspend("TIMER_WAIT"))
-            elif delay > 0:
-                await curio.sleep(0)                    # yield until the deadline passes
+            self._armed = heap[0].due
+            delay = self._armed - self.clock()
+            if delay > 0:
+                await curio.ignore_after(delay, self._sched.suspend("TIMER_WAIT"))
             self._armed = math.inf
 
     def stats(self) -> dict[str, Any]:

@@ -89,6 +89,8 @@ int ur_fallocate(int fd, int mode, int64_t offset, int64_t len);
 unsigned ur_hist_bucket(uint64_t ns);
 uint64_t ur_hist_value(unsigned bucket);
 int ur_probe_syscall(void);
+int ur_timerfd_create(void);
+int ur_timerfd_arm(int fd, double abs_monotonic);
 """
 
 SOURCE = r"""
@@ -100,6 +102,7 @@ SOURCE = r"""
 #include <time.h>
 #include <unistd.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -512,6 +515,23 @@ int ur_statx_path(int dirfd, const char *path, int flags, ur_stat *out) {
 
 int ur_statx_fd(int fd, ur_stat *out) {
     return ur_statx_path(fd, "", AT_EMPTY_PATH, out);
+}
+
+int ur_timerfd_create(void) {
+    int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+/* Arm at an absolute CLOCK_MONOTONIC time (Python's time.monotonic); <= 0 disarms. */
+int ur_timerfd_arm(int fd, double abs_monotonic) {
+    struct itimerspec its;
+    memset(&its, 0, sizeof its);
+    if (abs_monotonic > 0) {
+        its.it_value.tv_sec = (time_t)abs_monotonic;
+        its.it_value.tv_nsec = (long)((abs_monotonic - (double)its.it_value.tv_sec) * 1e9);
+        if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) its.it_value.tv_nsec = 1;
+    }
+    return timerfd_settime(fd, TFD_TIMER_ABSTIME, &its, NULL) < 0 ? -errno : 0;
 }
 
 int ur_fallocate(int fd, int mode, int64_t offset, int64_t len) {
