@@ -165,6 +165,9 @@ class Ring:
             self._fault(kind, name)
 
     def _check_open(self) -> None:
+        broken = getattr(self, "_broken", None)
+        if broken is not None:
+            raise RingClosedError(f"I/O on a broken ring: {broken}") from broken
         if self._closed:
             raise RingClosedError("I/O on a closed ring; create a new Ring")
         if not self._started:

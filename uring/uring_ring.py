@@ -154,6 +154,7 @@ class UringRing(Ring):
         self._removers = [self._make_remover(i) for i in range(n)]
         self._waiters = _Waiters(self)
         self._cancels = 0               # cancels submitted (C counts their CQEs)
+        self._broken: UringError | None = None
         self._pending = 0
         self._flush_armed = False
         self._flush_sched = SchedFIFO()
@@ -206,15 +207,17 @@ class UringRing(Ring):
         await super().start()
         if self._tasks:
             return
-        self._tasks.append(await curio.spawn(self._reaper, daemon=True))
-        self._tasks.append(await curio.spawn(self._flusher, daemon=True))
+        self._tasks.append(await curio.spawn(self._guarded_task, self._reaper, "reaper",
+                                             daemon=True))
+        self._tasks.append(await curio.spawn(self._guarded_task, self._flusher, "flusher",
+                                             daemon=True))
 
     async def aclose(self) -> None:
         if self._r is None:
             return
         self._closed = True
         self._update_guard()
-        if self._started and self._inflight + self._cancels_in_flight > 0:
+        if self._started and self._broken is None and self._inflight + self._cancels_in_flight > 0:
             self._submit_now()
             self._drained = curio.Event()
             # Operations in flight belong to tasks that are still waiting or to
@@ -234,14 +237,18 @@ class UringRing(Ring):
         """Free the ring and the eventfd. Blocks to drain if operations remain."""
         if self._r is None:
             return
-        if self._inflight + self._cancels_in_flight > 0:
-            # Last resort (kernel gone, tasks cancelled): wait synchronously so
-            # the kernel is done with every buffer before the memory can go.
-            while self._inflight + self._cancels_in_flight > 0:
-                rc = lib.ur_submit(self._r, 1)
-                if rc < 0 and rc != -errno.EINTR:
-                    break
-                self._reap_sync()
+        r = self._r
+        if r.pending:
+            lib.ur_submit(r, 0)
+        # Last resort (kernel gone, tasks cancelled, a ring task crashed): wait
+        # synchronously so the kernel is done with every buffer before the
+        # memory can go. Counted from the C side, which sees every CQE.
+        while r.sqes_submitted - r.cqes_reaped - r.cancel_cqes > 0:
+            rc = lib.ur_submit(r, 1)
+            if rc < 0 and rc != -errno.EINTR:
+                log.error("uring: cannot drain the ring at close: %s", os.strerror(-rc))
+                break
+            self._reap_sync()
         efd = getattr(self, "_efd", None)
         if efd is not None:
             os.close(efd.fd)
@@ -354,6 +361,48 @@ class UringRing(Ring):
             self._submit_now()
 
     # -- completion --------------------------------------------------------------
+    async def _guarded_task(self, body: Any, what: str) -> None:
+        """Run a ring task; if it dies, fail every waiter instead of hanging them."""
+        try:
+            await body()
+        except (curio.CancelledError, GeneratorExit):
+            raise
+        except BaseException as exc:
+            err = UringError(f"the ring's {what} task crashed ({type(exc).__name__}: {exc}); "
+                             f"the ring is closed and its pending operations failed")
+            err.__cause__ = exc
+            log.error("%s", err, exc_info=exc)
+            await self._fail_all(err)
+
+    async def _fail_all(self, err: UringError) -> None:
+        """Mark the ring broken and wake every waiter with ``err``.
+
+        Buffers of operations still in flight stay pinned: the kernel may write
+        into them until the ring's teardown has drained it.
+        """
+        self._broken = err
+        self._closed = True
+        self._update_guard()
+        batch = []
+        for slot, task in enumerate(self._owners):
+            if self._ud_of[slot] != _FREE:
+                self._abandoned[slot] = True
+                k = self._keep[slot]
+                if isinstance(k, DmaBuffer):
+                    k._pin()
+            if task is not None:
+                self._owners[slot] = None
+                task._trap_result = err
+                batch.append(task)
+        for task in self._waiters.pop_space(len(self._waiters.space)):
+            task._trap_result = err
+            batch.append(task)
+        if batch:
+            self._waiters.batch = batch
+            await _scheduler_wake(self._waiters, len(batch))
+        if self._drained is not None:
+            await self._drained.set()
+
     async def _reaper(self) -> None:
         efd = self._efd
         clear = lib.ur_eventfd_clear
