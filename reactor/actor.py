@@ -26,6 +26,8 @@ import attrs
 
 from .errors import ActorError, MailboxClosed, ReactorError
 from .mailbox import Mailbox
+from uring.curio_compat import curio
+
 from . import scheduler as _sched
 from .scheduler import TaskQueue, maybe_yield
 
@@ -139,9 +141,13 @@ class Actor:
         return await self.reactor.start_actor(child, queue=queue or child.queue or self.queue)
 
     async def stop(self) -> None:
-        """Close the mailbox and wait until the actor has drained it and stopped."""
+        """Close the mailbox and wait until the actor has drained it and stopped.
+
+        Called from the actor's own handler it only closes the mailbox: the
+        actor stops after the current batch and what is still pending.
+        """
         await self.mailbox.close()
-        if self.task is not None:
+        if self.task is not None and self.task is not await curio.current_task():
             await self.task.wait()
 
     async def join(self) -> None:

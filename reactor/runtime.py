@@ -152,8 +152,7 @@ class Reactor:
         self.timers._wake_sync = s.wake_sync
         internal = [await curio.spawn(self.timers.run, daemon=True),
                     await curio.spawn(s._dispatcher, daemon=True)]
-        if self.handle_signals:
-            internal.append(await curio.spawn(self._signal_watch, daemon=True))
+        internal.append(await curio.spawn(self._signal_watch, daemon=True))
         async with Ring(self.ring_entries, backend=self.io_backend) as ring:
             self.ring = ring
             if self.metrics_port is not None:
@@ -176,7 +175,11 @@ class Reactor:
                     result = await self._main_task.join()
                 except curio.TaskError as e:
                     cause = e.__cause__
-                    if isinstance(cause, curio.TaskCancelled) and (self.failure or self.shutdown_reason):
+                    if self.failure is not None:
+                        # An escalated actor failure is the root cause; what main
+                        # saw (cancellation, a closed mailbox) is its consequence.
+                        result = None
+                    elif isinstance(cause, curio.TaskCancelled) and self.shutdown_reason:
                         result = None
                     elif cause is not None:
                         raise cause from None
@@ -202,9 +205,11 @@ class Reactor:
 
     # -- signals -----------------------------------------------------------------------------
     async def _signal_watch(self) -> None:
-        """SIGINT/SIGTERM: cancel main; everything else unwinds from there."""
-        if threading.current_thread() is not threading.main_thread():
-            return
+        """SIGINT/SIGTERM or request_shutdown(): cancel main; the rest unwinds from there.
+
+        Signal handlers are installed only with ``handle_signals`` and in the
+        main thread; request_shutdown() works either way.
+        """
         rsock, wsock = socket.socketpair()
         rsock.setblocking(False)
         wsock.setblocking(False)
@@ -213,9 +218,10 @@ class Reactor:
 
         def handler(signum: int, frame: Any) -> None:
             received.append(signum)
-        self._old_wakeup = signal.set_wakeup_fd(wsock.fileno(), warn_on_full_buffer=False)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old_handlers[sig] = signal.signal(sig, handler)
+        if self.handle_signals and threading.current_thread() is threading.main_thread():
+            self._old_wakeup = signal.set_wakeup_fd(wsock.fileno(), warn_on_full_buffer=False)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old_handlers[sig] = signal.signal(sig, handler)
         try:
             sock = curio.io.Socket(rsock)
             while True:

@@ -67,8 +67,11 @@ class Timer:
         if self.cancelled or (self.fired and self.interval is None):
             return False
         self.cancelled = True
-        self._service._cancelled += 1
-        self._service._pending -= 1
+        svc = self._service
+        svc._cancelled += 1
+        svc._pending -= 1
+        if svc._cancelled > 1024 and svc._cancelled > len(svc._heap) // 2:
+            svc._compact()          # keep memory bounded under schedule/cancel churn
         return True
 
     def __lt__(self, other: "Timer") -> bool:
@@ -167,8 +170,6 @@ class TimerService:
                     await curio.spawn(res, daemon=True)
             except Exception:
                 log.exception("timer callback %r failed", t.callback)
-        if self._cancelled > 1024 and self._cancelled > len(heap) // 2:
-            self._compact()
 
     async def run(self) -> None:
         """The timer task body: wait for the next deadline, fire, repeat."""

@@ -180,8 +180,8 @@ class Ring:
             raise os_error(err, kind, name)
 
     # -- operations (documented here, implemented by each backend) -------------
-    async def nop(self) -> None:
-        """A round trip through the ring that does nothing."""
+    async def nop(self) -> int:
+        """A round trip through the ring that does nothing; returns 0."""
         raise NotImplementedError
 
     async def read(self, fd: int, buf: Any, offset: int, nbytes: int | None = None, *,

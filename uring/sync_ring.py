@@ -54,8 +54,9 @@ class SyncRing(Ring):
         self._counters.record(kind, res if rw else 0, time.perf_counter_ns() - t0, False)
         return res
 
-    async def nop(self) -> None:
+    async def nop(self) -> int:
         self._run("nop", None, lambda: None)
+        return 0
 
     async def read(self, fd: int, buf: Any, offset: int, nbytes: int | None = None, *,
                    name: str | None = None) -> int:

@@ -52,6 +52,19 @@ CANCEL_HEADROOM = 16
 _FREE = -1
 
 
+def _pin_buffers(keep: Any, delta: int) -> None:
+    """Pin (+1) or unpin (-1) every pooled buffer an operation holds.
+
+    ``keep`` is a DmaBuffer, or for vectored I/O a list holding them.
+    """
+    if isinstance(keep, DmaBuffer):
+        keep._pin() if delta > 0 else keep._unpin()
+    elif isinstance(keep, list):
+        for k in keep:
+            if isinstance(k, DmaBuffer):
+                k._pin() if delta > 0 else k._unpin()
+
+
 class _Fd:
     """An eventfd wrapped so curio keeps it registered between waits.
 
@@ -322,7 +335,16 @@ class UringRing(Ring):
         ud = (seq << SLOT_BITS | slot) & UD_MASK
         self._ud_of[slot] = ud
         self._keep[slot] = keep
-        if self._prep(self._r, opcode, fd, addr, length, off, flags, ud, buf_index):
+        try:
+            full = self._prep(self._r, opcode, fd, addr, length, off, flags, ud, buf_index)
+        except (OverflowError, TypeError) as exc:      # bad argument: give the slot back
+            self._keep[slot] = None
+            self._ud_of[slot] = _FREE
+            free.append(slot)
+            raise ValueError(f"invalid argument for {op.KIND[opcode]}"
+                             f"{'' if name is None else f' on {name!r}'}: {exc} (offsets, "
+                             f"lengths and fds must be ints in range)") from None
+        if full:
             # SQ full: hand the kernel what is there; SUBMIT_ALL frees every SQE.
             self._submit_now()
             while self._prep(self._r, opcode, fd, addr, length, off, flags, ud, buf_index):
@@ -351,9 +373,7 @@ class UringRing(Ring):
         if self._ud_of[slot] != ud or self._abandoned[slot]:
             return                      # already completed, or already abandoned
         self._abandoned[slot] = True
-        keep = self._keep[slot]
-        if isinstance(keep, DmaBuffer):
-            keep._pin()
+        _pin_buffers(self._keep[slot], 1)
         if self._r is None or self._cancels_in_flight >= CANCEL_HEADROOM:
             return                      # it will complete on its own
         if lib.ur_prep(self._r, op.ASYNC_CANCEL, -1, ud, 0, 0, 0, CANCEL_BIT | slot, -1) == 0:
@@ -387,9 +407,7 @@ class UringRing(Ring):
         for slot, task in enumerate(self._owners):
             if self._ud_of[slot] != _FREE:
                 self._abandoned[slot] = True
-                k = self._keep[slot]
-                if isinstance(k, DmaBuffer):
-                    k._pin()
+                _pin_buffers(self._keep[slot], 1)
             if task is not None:
                 self._owners[slot] = None
                 task._trap_result = err
@@ -428,9 +446,7 @@ class UringRing(Ring):
                 append(task)
             elif self._abandoned[slot]:
                 self._abandoned[slot] = False
-                k = keep[slot]
-                if isinstance(k, DmaBuffer):
-                    k._unpin()
+                _pin_buffers(keep[slot], -1)
             keep[slot] = None
             ud_of[slot] = _FREE
         self._free.extend(slots)
@@ -475,7 +491,7 @@ class UringRing(Ring):
 
     # Operations that go straight to the ring are plain functions returning the
     # _submit coroutine: one coroutine frame per operation instead of two.
-    def nop(self) -> Awaitable[None]:  # type: ignore[override]
+    def nop(self) -> Awaitable[int]:  # type: ignore[override]
         return self._submit(op.NOP, -1, 0, 0, 0, 0, None, -1, None)
 
     def read(self, fd: int, buf: Any, offset: int, nbytes: int | None = None, *,  # type: ignore[override]
@@ -600,7 +616,9 @@ class UringRing(Ring):
             return
         cold = ffi.new("char[]", os.fsencode(old))
         cnew = ffi.new("char[]", os.fsencode(new))
-        await self._submit(op.RENAMEAT, old_dir_fd, int(ffi.cast("uintptr_t", cold)), new_dir_fd,
+        # RENAMEAT carries the new dir fd in the (unsigned) len field.
+        await self._submit(op.RENAMEAT, old_dir_fd, int(ffi.cast("uintptr_t", cold)),
+                           new_dir_fd & 0xFFFFFFFF,
                            int(ffi.cast("uintptr_t", cnew)), flags, (cold, cnew), -1, name)
 
     async def unlinkat(self, path: str | os.PathLike, *, dir_fd: int = op.AT_FDCWD,
