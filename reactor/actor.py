@@ -190,6 +190,15 @@ class Actor:
             await self._shutdown_children()
             await self.mailbox.close()
             await self.reactor._actor_failed(self, e)
+            if e.phase != "stopping":
+                # Release what on_start acquired (files, ...); a failure here is
+                # logged, the original error stays the one reported.
+                try:
+                    res = self.on_stop()
+                    if inspect.isawaitable(res):
+                        await res
+                except Exception:
+                    log.exception("actor %r: on_stop after failure raised", self.name)
             return
         await self._shutdown_children()
         await self._call_phase(self.on_stop, "stopping", final=True)
@@ -198,7 +207,7 @@ class Actor:
         """Default batch loop with per-message supervision."""
         coro = self._msg_is_coro
         handle = self.on_message
-        s = _sched._scheduler
+        s = self.reactor.scheduler
         clock = s._clock
         for m in batch:
             try:

@@ -22,7 +22,7 @@ class Mailbox:
     """Bounded multi-producer, single-consumer queue of elements, drained in batches."""
 
     __slots__ = ("owner", "capacity", "_items", "_receiver", "_senders", "closed",
-                 "high_water", "blocked_time", "blocked_count", "received")
+                 "high_water", "blocked_time", "blocked_count", "received", "scheduler")
 
     def __init__(self, capacity: int, owner: str = "?") -> None:
         if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
@@ -37,6 +37,8 @@ class Mailbox:
         self.blocked_time = 0.0         # seconds senders spent waiting for room
         self.blocked_count = 0
         self.received = 0
+        #: The owning reactor's scheduler (set when the actor starts); else the thread's.
+        self.scheduler: Any = None
 
     def __len__(self) -> int:
         return len(self._items)
@@ -69,7 +71,7 @@ class Mailbox:
         self._items.append(item)     # re-read: get_batch swaps the list while we wait
         if self._receiver._actual_len:
             await _scheduler_wake(self._receiver, 1)
-        s = _sched._scheduler
+        s = self.scheduler or _sched._current()
         if s is not None:
             actor = s.current_actor
             if actor is not None:
@@ -91,7 +93,7 @@ class Mailbox:
         items.extend(batch)
         if self._receiver._actual_len:
             await _scheduler_wake(self._receiver, 1)
-        s = _sched._scheduler
+        s = self.scheduler or _sched._current()
         if s is not None and s.current_actor is not None:
             s.current_actor.messages_out += len(batch)
 
@@ -101,7 +103,7 @@ class Mailbox:
         if len(self._items) >= self.capacity:
             return False
         self._items.append(item)
-        s = _sched._scheduler
+        s = self.scheduler or _sched._current()
         if s is not None:
             if self._receiver._actual_len:
                 s.wake_sync(self._receiver)

@@ -97,6 +97,7 @@ class Reactor:
             raise ReactorError(f"an actor named {actor.name!r} is already running; "
                                f"give each actor a unique name=")
         actor.reactor = self
+        actor.mailbox.scheduler = self.scheduler
         q = queue or actor.queue
         actor.task = await self.scheduler.spawn(actor._run, queue=q, daemon=True)
         actor.task.actor = actor

@@ -16,6 +16,7 @@ matters (a busy operator against compaction, say).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from typing import Any, Callable, Iterable
@@ -148,15 +149,17 @@ class Scheduler(Activation):
         if name in self.queues:
             raise ValueError(f"task queue {name!r} already exists")
         q = TaskQueue(name, shares, slice)
-        q.vruntime = self._min_vruntime()
+        floor = self._min_vruntime()
+        q.vruntime = floor if floor is not None else max(
+            (other.vruntime for other in self.queues.values()), default=0.0)
         self.queues[name] = q
         return q
 
-    def _min_vruntime(self, exclude: TaskQueue | None = None) -> float:
-        now = self._clock()
+    def _min_vruntime(self, exclude: TaskQueue | None = None) -> float | None:
+        """Lowest vruntime among queues that want the core (parked or in line), if any."""
         vals = [q.vruntime for q in self.queues.values()
-                if q is not exclude and q.tasks and now - q.last_ran < IDLE_AFTER * 4]
-        return min(vals) if vals else max((q.vruntime for q in self.queues.values()), default=0.0)
+                if q is not exclude and (q.parked or q.in_line)]
+        return min(vals) if vals else None
 
     async def spawn(self, corofunc: Callable[..., Any], *args: Any, queue: TaskQueue | None = None,
                     daemon: bool = False) -> Any:
@@ -195,10 +198,12 @@ class Scheduler(Activation):
         self._t0 = now
         q = task._tq
         self.current_actor = getattr(task, "actor", None)
-        if now - q.last_ran > IDLE_AFTER:
+        contending = task.__dict__.pop("_contending", False)
+        if not contending and now - q.last_ran > IDLE_AFTER:
             # Waking from idle: no credit for the time it did not want the core.
+            # (A task resuming from a yield was contending all along: no floor.)
             floor = self._min_vruntime(exclude=q)
-            if q.vruntime < floor:
+            if floor is not None and q.vruntime < floor:
                 q.vruntime = floor
 
     def suspended(self, task: Any, trap: Any) -> None:
@@ -224,9 +229,13 @@ class Scheduler(Activation):
             where = task.where()
         except Exception:
             where = None
+        if where and where[0] is not None:
+            at = f"{where[0]}:{where[1]}"
+        else:                           # the task ended in this run: name its function
+            code = getattr(getattr(task, "coro", None), "cr_code", None)
+            at = f"{code.co_filename}:{code.co_firstlineno} (ended)" if code else "?"
         name = getattr(task, "actor_name", None) or task.name
-        entry = {"task": name, "queue": q.name, "ms": round(dt * 1000, 3),
-                 "where": f"{where[0]}:{where[1]}" if where else "?"}
+        entry = {"task": name, "queue": q.name, "ms": round(dt * 1000, 3), "where": at}
         self.stalls.append(entry)
         log.warning("stall: %s in queue %r ran %.1f ms without yielding (at %s)",
                     name, q.name, dt * 1000, entry["where"])
@@ -251,6 +260,7 @@ class Scheduler(Activation):
         in line (the holder of the core blocked), so parking never idles it.
         """
         task = await _get_current()
+        task._contending = True
         q = task._tq
         now = self._clock()
         q.yields += 1
@@ -301,20 +311,26 @@ class Scheduler(Activation):
         return {name: q.stats() for name, q in self.queues.items()}
 
 
-_scheduler: Scheduler | None = None
+# One reactor per thread: its scheduler is thread-local (Python may switch
+# threads between any two bytecodes, so a process-wide pointer would be wrong).
+_tls = threading.local()
+
+
+def _current() -> "Scheduler | None":
+    return getattr(_tls, "s", None)
 
 
 def current_scheduler() -> Scheduler:
-    """The scheduler of the running reactor."""
-    if _scheduler is None:
+    """The scheduler of the reactor running in this thread."""
+    s = getattr(_tls, "s", None)
+    if s is None:
         from .errors import ReactorError
-        raise ReactorError("no reactor is running: call reactor.run(main) first")
-    return _scheduler
+        raise ReactorError("no reactor is running in this thread: call reactor.run(main) first")
+    return s
 
 
 def _install(s: Scheduler | None) -> None:
-    global _scheduler
-    _scheduler = s
+    _tls.s = s
 
 
 async def maybe_yield() -> None:
@@ -322,7 +338,7 @@ async def maybe_yield() -> None:
 
     Call it between units of work in long loops; actor loops do it for you.
     """
-    s = _scheduler
+    s = getattr(_tls, "s", None)
     if s is not None and s._current is not None:
         if s._clock() - s._t0 >= s._current._tq.slice:
             await s.yield_now()

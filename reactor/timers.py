@@ -140,8 +140,11 @@ class TimerService:
         return t
 
     def _compact(self) -> None:
-        self._heap = [t for t in self._heap if not t.cancelled]
-        heapq.heapify(self._heap)
+        # In place: _fire_due may hold a reference to the heap (a callback that
+        # cancels many timers compacts while it runs).
+        heap = self._heap
+        heap[:] = [t for t in heap if not t.cancelled]
+        heapq.heapify(heap)
         self._cancelled = 0
 
     async def _fire_due(self) -> None:

@@ -4,11 +4,16 @@
 io_uring run is skipped, with the reason, where this process falls back.
 ``run(fn, **ring_kwargs)`` drives ``await fn(ring)`` under ``curio.run`` inside
 ``async with uring.Ring(backend=backend, **ring_kwargs) as ring:`` and returns
-its result.
+its result; afterwards the ring must have nothing left in flight.
 """
 from __future__ import annotations
 
+import functools
 import os
+import subprocess
+import sys
+import threading
+import traceback
 from typing import Any, Awaitable, Callable
 
 import pytest
@@ -32,7 +37,6 @@ def io_uring_skip_reason() -> str | None:
 def backend(request: pytest.FixtureRequest) -> str:
     """The name of the backend a test runs on; io_uring is skipped where it is missing."""
     if request.param == "io_uring":
-        # backend tests may have reset the decision: probe afresh, not a stale patch
         why = io_uring_skip_reason()
         if why:
             print(why)
@@ -40,15 +44,91 @@ def backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-async def in_ring(backend: str, fn: Callable[[Any], Awaitable[Any]], **ring_kwargs: Any) -> Any:
-    """``await fn(ring)`` inside ``async with uring.Ring(backend=backend) as ring``."""
+async def settle(ring: Any, max_nops: int = 10_000) -> int:
+    """Await nops until the ring reports nothing in flight; returns what is left.
+
+    Abandoned operations complete on their own (or are cancelled); each nop is
+    a round trip through the reaper, so a bounded number of them lets every
+    straggler finish without sleeping. Non-zero means operations that never
+    complete.
+    """
+    for _ in range(max_nops):
+        if ring.closed or ring.in_flight == 0:
+            return 0
+        await ring.nop()
+    return 0 if ring.closed else ring.in_flight
+
+
+async def in_ring(backend: str, fn: Callable[[Any], Awaitable[Any]], *,
+                  report: Callable[[int, BaseException | None], None] | None = None,
+                  **ring_kwargs: Any) -> Any:
+    """``await fn(ring)`` inside ``async with uring.Ring(backend=backend) as ring``.
+
+    Afterwards (pass or fail) the ring is settled and ``report(left, exc)`` is
+    told how many operations never completed, before the ring is closed.
+    """
     async with uring.Ring(backend=backend, **ring_kwargs) as ring:
-        return await fn(ring)
+        exc: BaseException | None = None
+        try:
+            return await fn(ring)
+        except BaseException as e:
+            exc = e
+            raise
+        finally:
+            left = await settle(ring)
+            if report is not None:
+                report(left, exc)
 
 
-def run_in_ring(backend: str, fn: Callable[[Any], Awaitable[Any]], **ring_kwargs: Any) -> Any:
-    """Run ``fn(ring)`` to completion under ``curio.run`` and return its result."""
-    return curio.run(in_ring, backend, fn, **ring_kwargs)
+def run_in_ring(backend: str, fn: Callable[[Any], Awaitable[Any]], *, timeout: float = 90,
+                **ring_kwargs: Any) -> Any:
+    """Run ``fn(ring)`` to completion under ``curio.run`` and return its result.
+
+    ``curio.run`` runs in a worker thread so that a ring that can never close
+    (an operation that never completes makes ``aclose`` block in the kernel,
+    out of reach of pytest-timeout's signal) fails this test instead of hanging
+    the whole suite.
+    """
+    box: dict[str, Any] = {}
+    body_done = threading.Event()
+    done = threading.Event()
+
+    def report(left: int, exc: BaseException | None) -> None:
+        box["left"], box["body_exc"] = left, exc
+        body_done.set()
+
+    def worker() -> None:
+        try:
+            box["result"] = curio.run(functools.partial(in_ring, backend, fn, report=report,
+                                                         **ring_kwargs))
+        except BaseException as e:  # handed to the test's thread
+            box["exc"] = e
+        finally:
+            body_done.set()
+            done.set()
+
+    t = threading.Thread(target=worker, name=f"curio-{backend}", daemon=True)
+    t.start()
+    if not body_done.wait(timeout):
+        pytest.fail(f"test body did not finish within {timeout} s on the {backend} backend:\n"
+                    + _stack_of(t), pytrace=False)
+    left = box.get("left", 0)
+    if left:
+        msg = (f"{left} operation(s) still in flight on the {backend} ring after the test body "
+               f"and 10000 nops: they never complete (a leaked slot?), so closing the ring "
+               f"would block forever")
+        raise AssertionError(msg) from box.get("body_exc")
+    if not done.wait(60):
+        pytest.fail(f"closing the {backend} ring did not finish within 60 s:\n" + _stack_of(t),
+                    pytrace=False)
+    if "exc" in box:
+        raise box["exc"]
+    return box.get("result")
+
+
+def _stack_of(t: threading.Thread) -> str:
+    frame = sys._current_frames().get(t.ident or -1)
+    return "".join(traceback.format_stack(frame)) if frame is not None else "(thread gone)"
 
 
 @pytest.fixture
@@ -85,3 +165,23 @@ def data_dir(tmp_path) -> Any:
     if kind == "tmpfs":
         print(f"warning: {tmp_path} is on tmpfs; O_DIRECT alignment is not enforced there")
     return tmp_path
+
+
+def run_python(code: str, *, env: dict[str, str] | None = None,
+               timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run ``code`` with this interpreter in a fresh process (faulthandler on).
+
+    For what could crash or hang the test process itself, and for checks of
+    import-time behaviour. ``env`` entries are added to the current environment.
+    """
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-X", "faulthandler", "-c", code],
+                          capture_output=True, text=True, env=full_env, timeout=timeout,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def explain(proc: subprocess.CompletedProcess) -> str:
+    """A failure message showing how a subprocess ended."""
+    return (f"exit status {proc.returncode}\n--- stdout ---\n{proc.stdout[-3000:]}"
+            f"\n--- stderr ---\n{proc.stderr[-3000:]}")

@@ -16,7 +16,9 @@ from conftest import run_in_ring
 
 
 def apply_write(model: bytearray, offset: int, data: bytes) -> None:
-    """What a write does to a file, on a bytearray."""
+    """What a write does to a file, on a bytearray (an empty write changes nothing)."""
+    if not data:
+        return
     if offset > len(model):
         model.extend(bytes(offset - len(model)))
     model[offset:offset + len(data)] = data
@@ -109,6 +111,34 @@ def test_write_of_dma_buffers_pooled_and_standalone(run, data_dir):
             assert await f.write_at(bytearray(b"b" * a), 4 * a) == a
             assert await f.write_at(b"", 5 * a) == 0
             assert await f.read_at(0, 10 * a) == b"p" * 2 * a + b"o" * a + b"m" * a + b"b" * a
+            assert ring.buffers.outstanding == 0
+    run(main)
+
+
+def test_dma_buffer_not_aligned_for_the_device_is_copied(run, data_dir):
+    async def main(ring):
+        async with await DmaFile.open(data_dir / "f", "w") as f:
+            a = f.offset_align
+            big = DmaBuffer.alloc(4 * a, 4096)
+            # a view starting 8 bytes in: the address is not a multiple of mem_align
+            odd = DmaBuffer(big, big.address + 8, big.view[8:8 + 2 * a])
+            odd.view[:] = bytes(range(256)) * (2 * a // 256)
+            assert odd.address % f.mem_align
+            assert await f.write_at(odd, a) == 2 * a
+            assert await f.read_at(a, 2 * a) == bytes(odd.view)
+            assert ring.buffers.outstanding == 0
+    run(main)
+
+
+def test_reads_larger_than_the_biggest_pooled_buffer(run, data_dir):
+    size = 9 << 20                        # above the pool's largest class (8 MiB)
+    data = random.Random(9).randbytes(size)
+
+    async def main(ring):
+        async with await DmaFile.open(data_dir / "huge.bin", "w") as f:
+            await f.write_at(data, 0)
+            assert await f.read_at(0, size) == data
+            assert await f.read_at(1, size) == data[1:]
             assert ring.buffers.outstanding == 0
     run(main)
 

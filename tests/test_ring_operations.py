@@ -37,6 +37,27 @@ def test_nop_returns_zero_on_both_backends(run):
     run(main)
 
 
+@pytest.mark.parametrize("bad", ["offset", "nbytes_type", "fd"])
+def test_an_operation_refused_for_its_arguments_leaves_nothing_in_flight(run, data_dir, bad):
+    async def main(ring):
+        fd = await open_buffered(ring, data_dir / "args.bin")
+        try:
+            with ring.buffers.get(4096) as buf:
+                args = {"offset": (fd, buf, -1), "nbytes_type": (fd, buf, 0, "4096"),
+                        "fd": (2**40, buf, 0)}[bad]
+                # both backends refuse the same arguments the same way: a value out
+                # of range is a ValueError, a value of the wrong type a TypeError
+                with pytest.raises(TypeError if bad == "nbytes_type" else ValueError):
+                    await ring.read(*args)
+            assert ring.in_flight == 0
+            # the ring still works, and can close (a leaked slot would block close)
+            await ring.nop()
+            assert ring.in_flight == 0
+        finally:
+            await ring.close(fd)
+    run(main)
+
+
 def test_read_and_write_with_dma_buffers_on_a_direct_fd(run, data_dir):
     async def main(ring):
         path = data_dir / "direct.bin"

@@ -58,7 +58,7 @@ class DmaBuffer:
     """
 
     __slots__ = ("address", "size", "view", "buf_index", "pool", "_owner",
-                 "_pins", "_released", "__weakref__")
+                 "_pins", "_released", "_parent", "__weakref__")
 
     def __init__(self, owner: Any, address: int, view: memoryview, *,
                  buf_index: int = -1, pool: "BufferPool | None" = None) -> None:
@@ -70,6 +70,21 @@ class DmaBuffer:
         self.pool = pool
         self._pins = 0
         self._released = False
+        self._parent: DmaBuffer | None = None
+
+    def slice(self, start: int, stop: int | None = None) -> "DmaBuffer":
+        """A view of ``[start:stop]`` usable for I/O; pinning it pins this buffer.
+
+        For I/O into part of a pooled buffer: if the operation is abandoned,
+        the whole buffer stays out of the pool until the kernel is done.
+        """
+        stop = self.size if stop is None else stop
+        if not 0 <= start <= stop <= self.size:
+            raise ValueError(f"slice [{start}:{stop}] outside the buffer's {self.size} bytes")
+        part = DmaBuffer(self, self.address + start, self.view[start:stop],
+                         buf_index=self.buf_index, pool=None)
+        part._parent = self
+        return part
 
     @classmethod
     def alloc(cls, size: int, align: int = PAGE) -> "DmaBuffer":
@@ -91,9 +106,13 @@ class DmaBuffer:
 
     # Pinning: the ring holds the kernel's claim on an abandoned operation.
     def _pin(self) -> None:
+        if self._parent is not None:
+            self._parent._pin()
         self._pins += 1
 
     def _unpin(self) -> None:
+        if self._parent is not None:
+            self._parent._unpin()
         self._pins -= 1
         if self._pins == 0 and self._released and self.pool is not None:
             self.pool._put(self)

@@ -127,7 +127,7 @@ class DmaFile:
         got = await self.ring.read(self.fd, buf, start, size, name=self.path)
         while got < size and got % self.offset_align == 0 and got > 0:
             # A short aligned read before EOF (rare): continue where it stopped.
-            n = await self.ring.read(self.fd, buf.view[got:size], start + got, name=self.path)
+            n = await self.ring.read(self.fd, buf.slice(got, size), start + got, name=self.path)
             if n <= 0:
                 break
             got += n
@@ -189,7 +189,7 @@ class DmaFile:
     async def _write_all(self, buf: DmaBuffer, offset: int, n: int) -> int:
         done = await self.ring.write(self.fd, buf, offset, n, name=self.path)
         while done < n:
-            w = await self.ring.write(self.fd, buf.view[done:n], offset + done, name=self.path)
+            w = await self.ring.write(self.fd, buf.slice(done, n), offset + done, name=self.path)
             if w <= 0:
                 raise os_error(errno.EIO, "write (no progress)", self.path)
             done += w

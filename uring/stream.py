@@ -74,6 +74,9 @@ class DmaStreamWriter:
         while src:
             if self._buf is None:
                 self._buf = self.file.ring.buffers.get(size)
+            elif self._fill == size:          # left full by an interrupted write()
+                await self._write_full()
+                continue
             n = min(size - self._fill, len(src))
             self._buf.view[self._fill:self._fill + n] = src[:n]
             self._fill += n
@@ -83,12 +86,15 @@ class DmaStreamWriter:
         return total
 
     async def _write_full(self) -> None:
-        buf, base = self._buf, self._base
-        self._buf, self._fill = None, 0
-        self._base += self.buffer_size
+        # Wait for room *before* taking the buffer: if the wait fails or is
+        # cancelled, the full buffer stays here and flush()/close() write it.
         while len(self._writes) >= self.write_behind:
             await self._join_oldest()
-        self._writes.append(await curio.spawn(self._write_buffer, buf, base))
+        buf, base = self._buf, self._base
+        task = await curio.spawn(self._write_buffer, buf, base)   # never blocks
+        self._writes.append(task)
+        self._buf, self._fill = None, 0
+        self._base += self.buffer_size
 
     async def _write_buffer(self, buf: DmaBuffer, base: int) -> None:
         try:

@@ -48,6 +48,10 @@ class SyncRing(Ring):
         t0 = time.perf_counter_ns()
         try:
             res = fn(*args)
+        except OverflowError as exc:
+            raise ValueError(f"invalid argument for {kind}"
+                             f"{'' if name is None else f' on {name!r}'}: {exc} (offsets, "
+                             f"lengths and fds must be ints in range)") from None
         except OSError as e:
             self._counters.record(kind, 0, time.perf_counter_ns() - t0, True)
             raise os_error(e.errno or 0, kind, name) from None
@@ -58,23 +62,36 @@ class SyncRing(Ring):
         self._run("nop", None, lambda: None)
         return 0
 
+    @staticmethod
+    def _check_offset(kind: str, offset: int, name: Any) -> None:
+        # preadv/pwritev would take -1 as "the current position"; io_uring's
+        # unsigned offset refuses it, and so must we, for the same behaviour.
+        if not isinstance(offset, int) or offset < 0 or offset >= 1 << 63:
+            raise ValueError(f"invalid argument for {kind}"
+                             f"{'' if name is None else f' on {name!r}'}: offset {offset!r} "
+                             f"must be an int in 0..2**63-1")
+
     async def read(self, fd: int, buf: Any, offset: int, nbytes: int | None = None, *,
                    name: str | None = None) -> int:
+        self._check_offset("read", offset, name)
         view = buffer_view(buf, nbytes, True)
         return self._run("read", name, os.preadv, fd, [view], offset, rw=True)
 
     async def write(self, fd: int, buf: Any, offset: int, nbytes: int | None = None, *,
                     name: str | None = None) -> int:
+        self._check_offset("write", offset, name)
         view = buffer_view(buf, nbytes, False)
         return self._run("write", name, os.pwritev, fd, [view], offset, rw=True)
 
     async def readv(self, fd: int, bufs: Sequence[Any], offset: int, *,
                     name: str | None = None) -> int:
+        self._check_offset("read", offset, name)
         views = [buffer_view(b, None, True) for b in bufs]
         return self._run("read", name, os.preadv, fd, views, offset, rw=True)
 
     async def writev(self, fd: int, bufs: Sequence[Any], offset: int, *,
                      name: str | None = None) -> int:
+        self._check_offset("write", offset, name)
         views = [buffer_view(b, None, False) for b in bufs]
         return self._run("write", name, os.pwritev, fd, views, offset, rw=True)
 

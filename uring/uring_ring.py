@@ -52,6 +52,36 @@ CANCEL_HEADROOM = 16
 _FREE = -1
 
 
+class _Borrowed:
+    """A foreign buffer lent to the kernel: the cffi view of it and the memoryview.
+
+    Released explicitly at completion: a ``from_buffer`` cdata left to the
+    garbage collector inside a reference cycle (an exception's traceback, say)
+    crashes cffi 2.1 at collection time.
+    """
+
+    __slots__ = ("cdata", "view")
+
+    def __init__(self, cdata: Any, view: memoryview) -> None:
+        self.cdata = cdata
+        self.view = view
+
+    def release(self) -> None:
+        if self.cdata is not None:
+            ffi.release(self.cdata)
+            self.cdata = None
+
+
+def _release_borrowed(keep: Any) -> None:
+    """Release every foreign buffer an operation held (the kernel is done with it)."""
+    if keep.__class__ is _Borrowed:
+        keep.release()
+    elif isinstance(keep, list):
+        for k in keep:
+            if k.__class__ is _Borrowed:
+                k.release()
+
+
 def _pin_buffers(keep: Any, delta: int) -> None:
     """Pin (+1) or unpin (-1) every pooled buffer an operation holds.
 
@@ -338,6 +368,8 @@ class UringRing(Ring):
         try:
             full = self._prep(self._r, opcode, fd, addr, length, off, flags, ud, buf_index)
         except (OverflowError, TypeError) as exc:      # bad argument: give the slot back
+            if keep is not None and keep.__class__ is not DmaBuffer:
+                _release_borrowed(keep)
             self._keep[slot] = None
             self._ud_of[slot] = _FREE
             free.append(slot)
@@ -447,6 +479,9 @@ class UringRing(Ring):
             elif self._abandoned[slot]:
                 self._abandoned[slot] = False
                 _pin_buffers(keep[slot], -1)
+            k = keep[slot]
+            if k is not None and k.__class__ is not DmaBuffer:
+                _release_borrowed(k)
             keep[slot] = None
             ud_of[slot] = _FREE
         self._free.extend(slots)
@@ -483,11 +518,12 @@ class UringRing(Ring):
             n = buf.size if nbytes is None else nbytes
             if n < 0 or n > buf.size:
                 raise ValueError(f"nbytes={n} outside the buffer's {buf.size} bytes")
-            idx = buf.buf_index if buf.pool is self.buffers else -1
+            root = buf._parent if buf._parent is not None else buf
+            idx = buf.buf_index if root.pool is self.buffers else -1
             return buf.address, n, idx, buf
         view = buffer_view(buf, nbytes, writable)
         cdata = ffi.from_buffer(view, require_writable=writable)
-        return int(ffi.cast("uintptr_t", cdata)), len(view), -1, (cdata, view)
+        return int(ffi.cast("uintptr_t", cdata)), len(view), -1, _Borrowed(cdata, view)
 
     # Operations that go straight to the ring are plain functions returning the
     # _submit coroutine: one coroutine frame per operation instead of two.
