@@ -4,7 +4,7 @@
 Run from the repository root::
 
     python benchmarks/io_bench.py --quick          # < 60 s, 256 MiB file
-    python benchmarks/io_bench.py                  # full: 1 GiB file, ~9 s per pattern
+    python benchmarks/io_bench.py                  # full: 1 GiB file, 8 s per side, ~2.5 min
     python benchmarks/io_bench.py --backend sync   # the fallback backend, same patterns
 
 Patterns (ours: ``DmaFile`` through one ``Ring(entries=256)``, one curio task per
@@ -16,8 +16,8 @@ Patterns (ours: ``DmaFile`` through one ``Ring(entries=256)``, one curio task pe
   written test file) and 1 MiB sequential reads (8 tasks);
 * NOP round trips with 32 tasks (no disk).
 
-Baselines, measured in the same run and interleaved with ours so that drift on
-a noisy host hits both sides: fio (io_uring engine, O_DIRECT) for each disk
+Baselines, measured in the same run and interleaved with ours (A B B A, each
+leg half the time) so that drift on a noisy host hits both sides: fio (io_uring engine, O_DIRECT) for each disk
 pattern; one Python loop of ``os.preadv`` (depth 1); 32 Python threads running
 ``os.preadv`` loops (throughput and CPU per operation).
 
@@ -33,6 +33,7 @@ import json
 import mmap
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -41,6 +42,8 @@ import tempfile
 import threading
 import time
 from typing import Any, Callable
+
+import attrs
 
 # Normally uring comes from the venv (editable install); without one, fall back
 # to the checkout this script lives in.
@@ -92,7 +95,8 @@ def fs_type(path: str) -> str:
                 fields = left.split()
                 if len(fields) < 5 or not right:
                     continue
-                mnt = fields[4].encode().decode("unicode_escape")   # \040 for spaces
+                # Octal escapes (\040 for a space) as the kernel writes them.
+                mnt = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
                 if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
                     best, kind = mnt, right.split()[0]
     except OSError:
@@ -101,22 +105,37 @@ def fs_type(path: str) -> str:
 
 
 def prepare_dir(arg: str | None) -> tuple[str, bool]:
-    """The directory for test files and whether we created it (then we remove it)."""
-    if arg:
-        path = os.path.abspath(arg)
-        os.makedirs(path, exist_ok=True)
-        created = False
-    else:
-        path = tempfile.mkdtemp(prefix=".io_bench-", dir=os.getcwd())
-        created = True
-    kind = fs_type(path)
+    """The directory for the test file and whether we created it (then we remove it)."""
+    path = os.path.abspath(arg) if arg else os.getcwd()
+    probe = path
+    while not os.path.exists(probe):          # check before creating anything
+        probe = os.path.dirname(probe)
+    kind = fs_type(probe)
     if kind in MEMORY_FS:
-        if created:
-            shutil.rmtree(path, ignore_errors=True)
-        sys.exit(f"io_bench: {path} is on {kind}, which serves O_DIRECT from memory; "
+        sys.exit(f"io_bench: {path} is on {kind}, which serves O_DIRECT from memory, so "
                  f"the figures would be meaningless. Pass --dir on a real disk "
                  f"(e.g. --dir /work/io_bench).")
-    return path, created
+    if arg:
+        created = not os.path.isdir(path)
+        os.makedirs(path, exist_ok=True)
+        return path, created
+    return tempfile.mkdtemp(prefix=".io_bench-", dir=path), True
+
+
+def check_backend(backend: str | None) -> tuple[str, str]:
+    """Open and close a ring of the requested backend; exit with the reason if it fails."""
+    got: list[str] = []
+
+    async def probe() -> None:
+        async with Ring(entries=8, backend=backend) as ring:
+            got[:] = [ring.backend, ring.reason]
+
+    try:
+        curio.run(probe)
+    except Exception as e:      # UringError or the OSError of io_uring_setup
+        sys.exit(f"io_bench: cannot start a {backend or 'default'} ring: {e} "
+                 f"(backend_info: {backend_info().reason}); try --backend sync")
+    return got[0], got[1]
 
 
 def make_test_file(path: str, size: int) -> bool:
@@ -153,11 +172,65 @@ def make_test_file(path: str, size: int) -> bool:
     return False
 
 
+@attrs.define
+class Measure:
+    """What one measured window (or several, added up) produced."""
+
+    ops: int = 0
+    nbytes: int = 0
+    seconds: float = 0.0
+    cpu: float = 0.0          # CPU seconds of the process doing the I/O
+    legs: int = 0
+    info: dict[str, Any] = attrs.field(factory=dict)
+
+    def add(self, other: "Measure") -> None:
+        self.ops += other.ops
+        self.nbytes += other.nbytes
+        self.seconds += other.seconds
+        self.cpu += other.cpu
+        self.legs += 1
+        for k, v in other.info.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                self.info[k] = self.info.get(k, 0) + v
+            else:
+                self.info[k] = v
+
+    @property
+    def rate(self) -> float:
+        """Operations per second."""
+        return self.ops / self.seconds if self.seconds else 0.0
+
+    @property
+    def bandwidth(self) -> float:
+        """Bytes per second."""
+        return self.nbytes / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_per_op(self) -> float:
+        return self.cpu / self.ops if self.ops else 0.0
+
+
+def mirrored(legs: dict[str, Callable[[float], Measure]], duration: float) -> dict[str, Measure]:
+    """Run each leg for ``duration / 2``, in order and then in reverse (A B C C B A).
+
+    A drift of the host (a neighbour's load, the device flushing what the
+    previous leg wrote) then lands on every side about equally.
+    """
+    out = {name: Measure() for name in legs}
+    order = list(legs)
+    for name in order + order[::-1]:
+        leg = legs[name](duration / 2)
+        log(f"  {name}: {leg.rate:,.0f} ops/s, {leg.bandwidth / 1e6:,.0f} MB/s, "
+            f"{leg.cpu_per_op * 1e6:.1f} us CPU/op")
+        out[name].add(leg)
+    return out
+
+
 # -- fio -----------------------------------------------------------------------------
 
 def run_fio(path: str, size: int, rw: str, bs: str, depth: int, duration: float,
-            warmup: float) -> dict[str, float]:
-    """One fio job; returns iops, bytes/s and CPU seconds per operation."""
+            warmup: float) -> Measure:
+    """One fio job (io_uring engine, O_DIRECT, one process) after ``warmup`` seconds."""
     cmd = [
         "fio", "--name=x", "--filename=" + path.replace(":", "\\:"),
         "--ioengine=io_uring", "--direct=1", f"--rw={rw}", f"--bs={bs}",
@@ -173,12 +246,12 @@ def run_fio(path: str, size: int, rw: str, bs: str, depth: int, duration: float,
     text = out.stdout
     job = json.loads(text[text.index("{"):])["jobs"][0]
     side = job["write"] if "write" in rw else job["read"]
-    iops = float(side["iops"])
-    runtime_s = job["job_runtime"] / 1000.0 or duration
-    cpu_frac = (job["usr_cpu"] + job["sys_cpu"]) / 100.0
-    ops = iops * runtime_s
-    return {"iops": iops, "bw": float(side["bw_bytes"]),
-            "cpu_per_op": cpu_frac * runtime_s / ops if ops else 0.0}
+    seconds = side["runtime"] / 1000.0
+    if not side["total_ios"] or not seconds:
+        raise RuntimeError(f"fio did no I/O: {' '.join(cmd)}")
+    # usr_cpu/sys_cpu are percentages of one CPU over the job's run time.
+    cpu = (job["usr_cpu"] + job["sys_cpu"]) / 100.0 * seconds
+    return Measure(ops=side["total_ios"], nbytes=side["io_bytes"], seconds=seconds, cpu=cpu)
 
 
 # -- ours: DmaFile from curio tasks -----------------------------------------------------
@@ -188,40 +261,39 @@ class Window:
 
     def __init__(self) -> None:
         self.count = [0]         # bumped by every task after each operation
+        #: When the next timer is due: tasks of the sync backend, whose operations
+        #: never suspend, yield to the scheduler once it has passed.
+        self.due = [float("inf")]
         self.running = True
         self.ops = 0
         self.seconds = 0.0
         self.cpu = 0.0
 
     async def measure(self, warmup: float, duration: float) -> None:
+        self.due[0] = time.perf_counter() + warmup
         await curio.sleep(warmup)
         c0, t0, p0 = self.count[0], time.perf_counter(), time.process_time()
+        self.due[0] = t0 + duration
         await curio.sleep(duration)
         c1, t1, p1 = self.count[0], time.perf_counter(), time.process_time()
         self.running = False
         self.ops, self.seconds, self.cpu = c1 - c0, t1 - t0, p1 - p0
 
-    @property
-    def rate(self) -> float:
-        return self.ops / self.seconds if self.seconds else 0.0
-
-    @property
-    def cpu_per_op(self) -> float:
-        return self.cpu / self.ops if self.ops else 0.0
-
 
 def run_ours(backend: str | None, path: str, size: int, pattern: str, tasks: int,
-             duration: float, warmup: float) -> dict[str, Any]:
-    """One pattern in its own curio kernel and Ring; returns rate, CPU and ring stats."""
-    result: dict[str, Any] = {}
+             duration: float, warmup: float) -> Measure:
+    """One pattern in its own curio kernel and Ring, ``tasks`` tasks, after ``warmup``."""
+    result = Measure()
 
     async def main() -> None:
         async with Ring(entries=RING_ENTRIES, backend=backend) as ring:
             # The sync backend completes every operation without suspending, so
-            # a task must yield now and then or the timer task never runs.
-            yield_mask = 63 if ring.backend == "sync" else -1
+            # its tasks must yield when the timer is due or it would never run.
+            sync = ring.backend == "sync"
             win = Window()
             count = win.count
+            due = win.due
+            clock = time.perf_counter
             f = await DmaFile.open(path, "r+", ring=ring)
             nblocks = size // BLOCK
             nbig = size // BIG
@@ -231,35 +303,30 @@ def run_ours(backend: str | None, path: str, size: int, pattern: str, tasks: int
                 buf = ring.buffers.get(BLOCK)
                 rand = random.Random().random
                 try:
-                    n = 0
                     while win.running:
                         got = await f.read_into(buf, int(rand() * nblocks) * BLOCK)
                         if got != BLOCK:
                             raise RuntimeError(f"short read: {got} bytes")
                         count[0] += 1
-                        n += 1
-                        if not n & yield_mask:
+                        if sync and clock() >= due[0]:
                             await curio.sleep(0)
                 finally:
                     buf.release()
 
             async def randread_at() -> None:
                 rand = random.Random().random
-                n = 0
                 while win.running:
                     data = await f.read_at(int(rand() * nblocks) * BLOCK, BLOCK)
                     if len(data) != BLOCK:
                         raise RuntimeError(f"short read: {len(data)} bytes")
                     count[0] += 1
-                    n += 1
-                    if not n & yield_mask:
+                    if sync and clock() >= due[0]:
                         await curio.sleep(0)
 
             async def seq(write: bool) -> None:
                 buf = ring.buffers.get(BIG)
                 buf.view[:] = b"\xa5" * BIG
                 try:
-                    n = 0
                     while win.running:
                         blk = next_big[0]
                         next_big[0] = (blk + 1) % nbig
@@ -270,20 +337,17 @@ def run_ours(backend: str | None, path: str, size: int, pattern: str, tasks: int
                         if got != BIG:
                             raise RuntimeError(f"short {'write' if write else 'read'}: {got}")
                         count[0] += 1
-                        n += 1
-                        if not n & yield_mask:
+                        if sync and clock() >= due[0]:
                             await curio.sleep(0)
                 finally:
                     buf.release()
 
             async def nops() -> None:
                 nop = ring.nop
-                n = 0
                 while win.running:
                     await nop()
                     count[0] += 1
-                    n += 1
-                    if not n & yield_mask:
+                    if sync and clock() >= due[0]:
                         await curio.sleep(0)
 
             work: Callable[[], Any] = {
@@ -294,25 +358,68 @@ def run_ours(backend: str | None, path: str, size: int, pattern: str, tasks: int
             try:
                 group = [await curio.spawn(work) for _ in range(tasks)]
                 await win.measure(warmup, duration)
-                for t in group:
-                    await t.join()
+                # Each task stops after its current operation: a few ms at most.
+                try:
+                    async with curio.timeout_after(10):
+                        for t in group:
+                            await t.join()
+                except curio.TaskTimeout:
+                    raise RuntimeError(
+                        f"{pattern} x{tasks}: operations stopped completing (in flight: "
+                        f"{ring.in_flight}); a ring task probably crashed, see above") from None
+                if not win.ops:
+                    raise RuntimeError(f"{pattern} x{tasks}: no operation completed in "
+                                       f"{duration:g} s")
             finally:
                 win.running = False
                 await f.close()
             st = ring.stats()
-            result.update(rate=win.rate, cpu_per_op=win.cpu_per_op, backend=ring.backend,
-                          reason=ring.reason, direct=f.direct,
-                          sqes_per_enter=st.get("sqes_per_enter", 0.0),
-                          p50_us=st["latency_us"]["p50"], p99_us=st["latency_us"]["p99"],
-                          fixed=st.get("buffers", {}).get("fixed_reason", ""))
+            opsize = BIG if pattern.startswith("seq") else BLOCK if pattern != "nop" else 0
+            result.ops, result.seconds, result.cpu = win.ops, win.seconds, win.cpu
+            result.nbytes = win.ops * opsize
+            result.info = {
+                "backend": ring.backend, "reason": ring.reason, "direct": f.direct,
+                "enter_calls": st.get("enter_calls", 0),
+                "sqes_submitted": st.get("sqes_submitted", 0),
+                "p50_us": st["latency_us"]["p50"], "p99_us": st["latency_us"]["p99"],
+                "fixed": st.get("buffers", {}).get("fixed_reason", ""),
+            }
 
     curio.run(main)
     return result
 
 
+class Watchdog:
+    """Last resort against a wedged ring: exit (after cleanup) if a step overruns."""
+
+    def __init__(self, cleanup: Callable[[], None]) -> None:
+        self.cleanup = cleanup
+        self.label = ""
+        self.deadline = float("inf")
+        self.lock = threading.Lock()
+        threading.Thread(target=self._watch, daemon=True, name="io_bench-watchdog").start()
+
+    def arm(self, label: str, seconds: float) -> None:
+        with self.lock:
+            self.label, self.deadline = label, time.monotonic() + seconds
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(0.5)
+            with self.lock:
+                late = time.monotonic() > self.deadline
+            if late:
+                print(f"io_bench: {self.label} did not finish in time (a hung ring or "
+                      f"device?); giving up", file=sys.stderr, flush=True)
+                try:
+                    self.cleanup()
+                finally:
+                    os._exit(3)
+
+
 # -- Python baselines: a preadv loop and a pool of threads ---------------------------
 
-def run_pread_loop(path: str, size: int, duration: float, warmup: float) -> dict[str, float]:
+def run_pread_loop(path: str, size: int, duration: float, warmup: float) -> Measure:
     """4 KiB random ``os.preadv`` on an O_DIRECT fd from one Python loop (depth 1)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
     buf = mmap.mmap(-1, BLOCK)      # page aligned; a bytearray fails with O_DIRECT
@@ -341,11 +448,11 @@ def run_pread_loop(path: str, size: int, duration: float, warmup: float) -> dict
     finally:
         os.close(fd)
         buf.close()
-    return {"iops": ops / (t1 - t0), "cpu_per_op": cpu / ops}
+    return Measure(ops=ops, nbytes=ops * BLOCK, seconds=t1 - t0, cpu=cpu)
 
 
 def run_threads(path: str, size: int, nthreads: int, duration: float,
-                warmup: float) -> dict[str, float]:
+                warmup: float) -> Measure:
     """``nthreads`` Python threads each looping 4 KiB random ``os.preadv`` (O_DIRECT)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
     counts = [0] * nthreads
@@ -386,7 +493,7 @@ def run_threads(path: str, size: int, nthreads: int, duration: float,
     if errors:
         raise errors[0]
     ops = c1 - c0
-    return {"iops": ops / (t1 - t0), "cpu_per_op": (p1 - p0) / ops if ops else 0.0}
+    return Measure(ops=ops, nbytes=ops * BLOCK, seconds=t1 - t0, cpu=p1 - p0)
 
 
 # -- report ---------------------------------------------------------------------------
@@ -401,31 +508,29 @@ def fmt(v: float | None, unit: str = "") -> str:
     return f"{v:.3g}"
 
 
-def print_table(rows: list[tuple[str, float | None, float | None, str, float | None, str]],
-                notes: list[str]) -> None:
+Row = tuple[str, "float | None", "float | None", str, "float | None", str]
+
+
+def print_table(rows: list[Row], notes: list[str]) -> None:
+    """pattern | ours | baseline | ratio | target | met/MISSED."""
     head = ("pattern", "ours", "baseline", "ratio", "target", "")
     body = []
     for name, ours, base, unit, ratio, key in rows:
         target = TARGETS.get(key)
-        if key == "nop_ops_per_s_t32":
-            check = ours
-        else:
-            check = ratio
+        check = ours if key == "nop_ops_per_s_t32" else ratio     # the one absolute target
         if target is None or check is None:
-            mark = ""
-            tstr = "-"
+            mark, tstr = "", "-"
         else:
             mark = "met" if check >= target else "MISSED"
             tstr = f">= {target:,.0f}" if target >= 100 else f">= {target:.2f}"
         body.append((name, fmt(ours, unit), fmt(base, unit),
                      "-" if ratio is None else f"{ratio:.2f}", tstr, mark))
     widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
-    line = "  ".join("{:<%d}" % widths[0] if i == 0 else "{:>%d}" % w
-                     for i, w in enumerate(widths))
-    print(line.format(*head))
+    line = "  ".join(("{:<%d}" if i == 0 else "{:>%d}") % w for i, w in enumerate(widths))
+    print(line.format(*head).rstrip())
     print("  ".join("-" * w for w in widths))
     for r in body:
-        print(line.format(*r))
+        print(line.format(*r).rstrip())
     for n in notes:
         print(n)
     sys.stdout.flush()
@@ -435,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
-                   help="256 MiB file, ~2 s per pattern: the whole run stays under 60 s")
+                   help="256 MiB file, ~2 s per side and pattern: the run stays under 60 s")
     p.add_argument("--dir", help="directory for the test file (a real disk, not tmpfs); "
                                  "default: a temporary directory under the current one")
     p.add_argument("--backend", choices=("auto", "io_uring", "sync"), default="auto",
@@ -443,167 +548,207 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true",
                    help="keep the test file (reused by the next run with the same --dir)")
     p.add_argument("--json-only", action="store_true", help="print only the JSON line")
-    p.add_argument("--duration", type=float, help="seconds measured per pattern")
-    p.add_argument("--size-mib", type=int, help="test file size in MiB")
+    p.add_argument("--duration", type=float,
+                   help="seconds measured per side and pattern (default 2, full 8)")
+    p.add_argument("--size-mib", type=int, help="test file size in MiB (default 256, full 1024)")
     args = p.parse_args(argv)
 
     wall0 = time.perf_counter()
     duration = args.duration or (2.0 if args.quick else 8.0)
-    warmup = 0.4 if args.quick else 1.0
+    warmup = 0.3 if args.quick else 1.0
     size = (args.size_mib or (256 if args.quick else 1024)) * MiB
-    if size < 64 * MiB or size % BIG:
-        sys.exit("io_bench: --size-mib must be a whole number >= 64")
+    if size < 64 * MiB:
+        sys.exit("io_bench: --size-mib must be at least 64")
     backend = None if args.backend == "auto" else args.backend
     have_fio = shutil.which("fio") is not None
     if not have_fio:
         print("fio not found: install with apt-get install -y fio", flush=True)
 
+    used, why = check_backend(backend)
     directory, created = prepare_dir(args.dir)
     path = os.path.join(directory, FILE_NAME)
-    info = backend_info()
-    log(f"backend {args.backend} (process default: {info.backend}, {info.reason}); "
-        f"file {path}, {size // MiB} MiB; {duration:g} s per pattern after {warmup:g} s warm-up")
+    load0 = os.getloadavg()[0]
+    log(f"backend {used} ({why}); "
+        f"file {path}, {size // MiB} MiB; {duration:g} s per side and pattern, "
+        f"{warmup:g} s warm-up per leg")
 
-    res: dict[str, Any] = {}
-    fio: dict[str, dict[str, float]] = {}
+    def cleanup() -> None:
+        if args.keep:
+            return
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        if created:
+            shutil.rmtree(directory, ignore_errors=True)
 
-    def ours(key: str, pattern: str, tasks: int, dur: float = duration) -> None:
-        log(f"ours {key} ...")
-        res[key] = run_ours(backend, path, size, pattern, tasks, dur, warmup)
+    watchdog = Watchdog(cleanup)
+    leg_limit = warmup + duration + 45     # generous: fio start-up, ring close, a slow disk
 
-    def fio_job(key: str, rw: str, bs: str, depth: int) -> None:
-        if have_fio:
-            log(f"fio {key} ...")
-            fio[key] = run_fio(path, size, rw, bs, depth, duration, warmup)
+    def ours(pattern: str, tasks: int) -> Callable[[float], Measure]:
+        def leg(d: float) -> Measure:
+            watchdog.arm(f"ours {pattern} x{tasks}", leg_limit)
+            return run_ours(backend, path, size, pattern, tasks, d, warmup)
+        return leg
 
+    def fio_leg(rw: str, bs: str, depth: int) -> Callable[[float], Measure]:
+        def leg(d: float) -> Measure:
+            watchdog.arm(f"fio {rw} {bs} iodepth={depth}", leg_limit)
+            return run_fio(path, size, rw, bs, depth, d, warmup)
+        return leg
+
+    def pread_leg(d: float) -> Measure:
+        watchdog.arm("preadv loop", leg_limit)
+        return run_pread_loop(path, size, d, warmup)
+
+    def threads_leg(d: float) -> Measure:
+        watchdog.arm("32 preadv threads", leg_limit)
+        return run_threads(path, size, 32, d, warmup)
+
+    def group(title: str, legs: dict[str, Callable[[float], Measure] | None]) -> dict[str, Measure]:
+        log(title)
+        return mirrored({k: v for k, v in legs.items() if v is not None}, duration)
+
+    # SIGTERM (e.g. a CI timeout) unwinds like Ctrl-C, so the test file goes away.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    m: dict[str, Measure] = {}
     try:
-        reused = make_test_file(path, size)
-        if reused:
+        watchdog.arm("creating the test file", 120)
+        if make_test_file(path, size):
             log(f"reusing {path}")
-        # Interleaved: each of ours runs right next to the baselines it is compared to.
-        ours("nop_t32", "nop", 32, min(duration, 1.5))
-        fio_job("t1", "randread", "4k", 1)
-        ours("t1", "randread", 1)
-        log("preadv loop t1 ...")
-        pread = run_pread_loop(path, size, duration, warmup)
-        fio_job("t32", "randread", "4k", 32)
-        ours("t32", "randread", 32)
-        log("32 threads ...")
-        threads = run_threads(path, size, 32, duration, warmup)
-        ours("read_at_t32", "read_at", 32)
-        fio_job("t128", "randread", "4k", 128)
-        ours("t128", "randread", 128)
-        fio_job("seqwrite", "write", "1m", SEQ_TASKS)
-        ours("seqwrite", "seqwrite", SEQ_TASKS)
-        fio_job("seqread", "read", "1m", SEQ_TASKS)
-        ours("seqread", "seqread", SEQ_TASKS)
+        log("nop round trips, 32 tasks")
+        m["nop_t32"] = Measure()
+        m["nop_t32"].add(ours("nop", 32)(max(1.0, duration / 2)))
+        # Each of ours is measured between the baselines it is compared to (A B C C B A).
+        g = group("4K random reads, depth 1", {
+            "fio_t1": fio_leg("randread", "4k", 1) if have_fio else None,
+            "t1": ours("randread", 1), "pread_t1": pread_leg})
+        m.update(g)
+        g = group("4K random reads, depth 32", {
+            "fio_t32": fio_leg("randread", "4k", 32) if have_fio else None,
+            "t32": ours("randread", 32), "threads32": threads_leg})
+        m.update(g)
+        log("4K random reads with read_at, 32 tasks")
+        m["read_at_t32"] = Measure()
+        m["read_at_t32"].add(ours("read_at", 32)(duration / 2))
+        m.update(group("4K random reads, depth 128", {
+            "fio_t128": fio_leg("randread", "4k", 128) if have_fio else None,
+            "t128": ours("randread", 128)}))
+        m.update(group("1M sequential writes, 8 in flight", {
+            "fio_seqwrite": fio_leg("write", "1m", SEQ_TASKS) if have_fio else None,
+            "seqwrite": ours("seqwrite", SEQ_TASKS)}))
+        m.update(group("1M sequential reads, 8 in flight", {
+            "fio_seqread": fio_leg("read", "1m", SEQ_TASKS) if have_fio else None,
+            "seqread": ours("seqread", SEQ_TASKS)}))
+        watchdog.arm("", float("inf"))
     finally:
-        if not args.keep:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-            if created:
-                shutil.rmtree(directory, ignore_errors=True)
+        cleanup()
 
-    def mb(bytes_per_s: float) -> float:
-        return bytes_per_s / 1e6
+    def get(key: str, attr: str) -> float | None:
+        return getattr(m[key], attr) if key in m else None
 
     def ratio(a: float | None, b: float | None) -> float | None:
         return round(a / b, 3) if a is not None and b else None
 
-    f_get = lambda k, field: fio[k][field] if k in fio else None  # noqa: E731
-    seqw = res["seqwrite"]["rate"] * BIG
-    seqr = res["seqread"]["rate"] * BIG
+    t32 = m["t32"]
+    mb = 1e6
     figures: dict[str, Any] = {
-        "backend": res["t32"]["backend"],
-        "direct_io": res["t32"]["direct"],
+        "backend": t32.info["backend"],
+        "direct_io": t32.info["direct"],
         "file_mib": size // MiB,
         "duration_s": duration,
-        "randread_4k_t1_iops": round(res["t1"]["rate"]),
-        "randread_4k_t32_iops": round(res["t32"]["rate"]),
-        "randread_4k_t128_iops": round(res["t128"]["rate"]),
-        "randread_4k_t32_read_at_iops": round(res["read_at_t32"]["rate"]),
-        "seqwrite_1m_mb_s": round(mb(seqw)),
-        "seqread_1m_mb_s": round(mb(seqr)),
-        "nop_ops_per_s_t32": round(res["nop_t32"]["rate"]),
-        "pread_randread_4k_t1_iops": round(pread["iops"]),
-        "threads32_randread_4k_iops": round(threads["iops"]),
-        "cpu_s_per_100k_ops_t32": round(res["t32"]["cpu_per_op"] * 1e5, 3),
-        "cpu_s_per_100k_ops_threads32": round(threads["cpu_per_op"] * 1e5, 3),
-        "cpu_s_per_100k_ops_pread_t1": round(pread["cpu_per_op"] * 1e5, 3),
-        "randread_4k_t32_sqes_per_enter": res["t32"]["sqes_per_enter"],
-        "randread_4k_t32_p99_us": res["t32"]["p99_us"],
+        "randread_4k_t1_iops": round(m["t1"].rate),
+        "randread_4k_t32_iops": round(t32.rate),
+        "randread_4k_t128_iops": round(m["t128"].rate),
+        "randread_4k_t32_read_at_iops": round(m["read_at_t32"].rate),
+        "seqwrite_1m_mb_s": round(m["seqwrite"].bandwidth / mb),
+        "seqread_1m_mb_s": round(m["seqread"].bandwidth / mb),
+        "nop_ops_per_s_t32": round(m["nop_t32"].rate),
+        "pread_randread_4k_t1_iops": round(m["pread_t1"].rate),
+        "threads32_randread_4k_iops": round(m["threads32"].rate),
+        "cpu_s_per_100k_ops_t32": round(t32.cpu_per_op * 1e5, 3),
+        "cpu_s_per_100k_ops_threads32": round(m["threads32"].cpu_per_op * 1e5, 3),
+        "cpu_s_per_100k_ops_pread_t1": round(m["pread_t1"].cpu_per_op * 1e5, 3),
+        "cpu_s_per_100k_ops_nop_t32": round(m["nop_t32"].cpu_per_op * 1e5, 3),
     }
-    if fio:
+    if t32.info["backend"] == "io_uring" and t32.info.get("enter_calls"):
+        figures["randread_4k_t32_sqes_per_enter"] = round(
+            t32.info["sqes_submitted"] / t32.info["enter_calls"], 2)
+    if have_fio:
         figures.update({
-            "fio_randread_4k_t1_iops": round(fio["t1"]["iops"]),
-            "fio_randread_4k_t32_iops": round(fio["t32"]["iops"]),
-            "fio_randread_4k_t128_iops": round(fio["t128"]["iops"]),
-            "fio_seqwrite_1m_mb_s": round(mb(fio["seqwrite"]["bw"])),
-            "fio_seqread_1m_mb_s": round(mb(fio["seqread"]["bw"])),
-            "cpu_s_per_100k_ops_fio_t32": round(fio["t32"]["cpu_per_op"] * 1e5, 3),
+            "fio_randread_4k_t1_iops": round(m["fio_t1"].rate),
+            "fio_randread_4k_t32_iops": round(m["fio_t32"].rate),
+            "fio_randread_4k_t128_iops": round(m["fio_t128"].rate),
+            "fio_seqwrite_1m_mb_s": round(m["fio_seqwrite"].bandwidth / mb),
+            "fio_seqread_1m_mb_s": round(m["fio_seqread"].bandwidth / mb),
+            "cpu_s_per_100k_ops_fio_t32": round(m["fio_t32"].cpu_per_op * 1e5, 3),
         })
 
-    ratios: dict[str, float] = {}
     pairs = {
-        "randread_4k_t128_vs_fio": (res["t128"]["rate"], f_get("t128", "iops")),
-        "randread_4k_t32_vs_fio": (res["t32"]["rate"], f_get("t32", "iops")),
-        "randread_4k_t1_vs_fio": (res["t1"]["rate"], f_get("t1", "iops")),
-        "seqwrite_1m_vs_fio": (seqw, f_get("seqwrite", "bw")),
-        "seqread_1m_vs_fio": (seqr, f_get("seqread", "bw")),
-        "randread_4k_t1_vs_pread": (res["t1"]["rate"], pread["iops"]),
-        "randread_4k_t32_vs_threads32": (res["t32"]["rate"], threads["iops"]),
-        "cpu_per_op_t32_vs_threads32": (res["t32"]["cpu_per_op"], threads["cpu_per_op"]),
+        "randread_4k_t128_vs_fio": (m["t128"].rate, get("fio_t128", "rate")),
+        "randread_4k_t32_vs_fio": (t32.rate, get("fio_t32", "rate")),
+        "randread_4k_t1_vs_fio": (m["t1"].rate, get("fio_t1", "rate")),
+        "seqwrite_1m_vs_fio": (m["seqwrite"].bandwidth, get("fio_seqwrite", "bandwidth")),
+        "seqread_1m_vs_fio": (m["seqread"].bandwidth, get("fio_seqread", "bandwidth")),
+        "randread_4k_t1_vs_pread": (m["t1"].rate, m["pread_t1"].rate),
+        "randread_4k_t32_vs_threads32": (t32.rate, m["threads32"].rate),
+        "cpu_per_op_t32_vs_threads32": (t32.cpu_per_op, m["threads32"].cpu_per_op),
     }
-    for key, (a, b) in pairs.items():
-        r = ratio(a, b)
-        if r is not None:
-            ratios[key] = r
+    ratios = {k: r for k, (a, b) in pairs.items() if (r := ratio(a, b)) is not None}
+    figures["loadavg_1m_start"] = round(load0, 2)
+    figures["loadavg_1m_end"] = round(os.getloadavg()[0], 2)
     figures["wall_s"] = round(time.perf_counter() - wall0, 1)
 
     if not args.json_only:
-        fio_t = lambda k, field="iops": f_get(k, field)  # noqa: E731
-        rows = [
-            ("randread 4K t1 IOPS vs fio", res["t1"]["rate"], fio_t("t1"), "",
+        rows: list[Row] = [
+            ("randread 4K t1 IOPS vs fio", m["t1"].rate, get("fio_t1", "rate"), "",
              ratios.get("randread_4k_t1_vs_fio"), "randread_4k_t1_vs_fio"),
-            ("randread 4K t1 IOPS vs preadv loop", res["t1"]["rate"], pread["iops"], "",
+            ("randread 4K t1 IOPS vs preadv loop", m["t1"].rate, m["pread_t1"].rate, "",
              ratios.get("randread_4k_t1_vs_pread"), "randread_4k_t1_vs_pread"),
-            ("randread 4K t32 IOPS vs fio", res["t32"]["rate"], fio_t("t32"), "",
+            ("randread 4K t32 IOPS vs fio", t32.rate, get("fio_t32", "rate"), "",
              ratios.get("randread_4k_t32_vs_fio"), "randread_4k_t32_vs_fio"),
-            ("randread 4K t32 IOPS vs 32 threads", res["t32"]["rate"], threads["iops"], "",
+            ("randread 4K t32 IOPS vs 32 threads", t32.rate, m["threads32"].rate, "",
              ratios.get("randread_4k_t32_vs_threads32"), "randread_4k_t32_vs_threads32"),
-            ("CPU per op t32 vs 32 threads (lower=better)", res["t32"]["cpu_per_op"] * 1e6,
-             threads["cpu_per_op"] * 1e6, "us", ratios.get("cpu_per_op_t32_vs_threads32"),
+            ("CPU per op t32 vs 32 threads (lower=better)", t32.cpu_per_op * 1e6,
+             m["threads32"].cpu_per_op * 1e6, "us", ratios.get("cpu_per_op_t32_vs_threads32"),
              "cpu_per_op_t32_vs_threads32"),
-            ("randread 4K t32 read_at IOPS vs fio", res["read_at_t32"]["rate"], fio_t("t32"),
-             "", ratio(res["read_at_t32"]["rate"], fio_t("t32")), ""),
-            ("randread 4K t128 IOPS vs fio", res["t128"]["rate"], fio_t("t128"), "",
+            ("randread 4K t32 read_at IOPS vs fio", m["read_at_t32"].rate,
+             get("fio_t32", "rate"), "", ratio(m["read_at_t32"].rate, get("fio_t32", "rate")),
+             ""),
+            ("randread 4K t128 IOPS vs fio", m["t128"].rate, get("fio_t128", "rate"), "",
              ratios.get("randread_4k_t128_vs_fio"), "randread_4k_t128_vs_fio"),
-            ("seqwrite 1M MB/s vs fio (8 in flight)", mb(seqw),
-             None if "seqwrite" not in fio else mb(fio["seqwrite"]["bw"]), "",
+            ("seqwrite 1M MB/s vs fio, 8 in flight", m["seqwrite"].bandwidth / mb,
+             None if not have_fio else m["fio_seqwrite"].bandwidth / mb, "",
              ratios.get("seqwrite_1m_vs_fio"), "seqwrite_1m_vs_fio"),
-            ("seqread 1M MB/s vs fio (8 in flight)", mb(seqr),
-             None if "seqread" not in fio else mb(fio["seqread"]["bw"]), "",
+            ("seqread 1M MB/s vs fio, 8 in flight", m["seqread"].bandwidth / mb,
+             None if not have_fio else m["fio_seqread"].bandwidth / mb, "",
              ratios.get("seqread_1m_vs_fio"), "seqread_1m_vs_fio"),
-            ("nop round trips/s, 32 tasks", res["nop_t32"]["rate"], None, "", None,
+            ("nop round trips/s, 32 tasks", m["nop_t32"].rate, None, "", None,
              "nop_ops_per_s_t32"),
         ]
-        t32 = res["t32"]
+        cpu = [f"ours t32 {figures['cpu_s_per_100k_ops_t32']:.3f}",
+               f"32 threads {figures['cpu_s_per_100k_ops_threads32']:.3f}",
+               f"preadv loop {figures['cpu_s_per_100k_ops_pread_t1']:.3f}",
+               f"ours nop t32 {figures['cpu_s_per_100k_ops_nop_t32']:.3f}"]
+        if have_fio:
+            cpu.append(f"fio t32 {figures['cpu_s_per_100k_ops_fio_t32']:.3f}")
         notes = [
             "",
-            f"backend: {t32['backend']} ({t32['reason']}); O_DIRECT: {t32['direct']}; "
-            f"fixed buffers: {t32['fixed']}",
-            f"file: {size // MiB} MiB on {fs_type(directory)}; {duration:g} s per pattern "
-            f"after {warmup:g} s warm-up; wall {figures['wall_s']:g} s",
-            "cpu_s per 100k ops: ours t32 {:.3f}, 32 threads {:.3f}, preadv loop {:.3f}{}".format(
-                figures["cpu_s_per_100k_ops_t32"], figures["cpu_s_per_100k_ops_threads32"],
-                figures["cpu_s_per_100k_ops_pread_t1"],
-                f", fio t32 {figures['cpu_s_per_100k_ops_fio_t32']:.3f}" if fio else ""),
-            f"ours t32: {t32['sqes_per_enter']} SQEs per io_uring_enter, latency p50 "
-            f"{t32['p50_us']} us, p99 {t32['p99_us']} us",
+            f"backend: {t32.info['backend']} ({t32.info['reason']}); O_DIRECT: "
+            f"{t32.info['direct']}; fixed buffers: {t32.info['fixed']}",
+            f"file: {size // MiB} MiB on {fs_type(directory)}; each side measured "
+            f"{duration:g} s in two legs (A B B A) after {warmup:g} s warm-up each; "
+            f"MB = 10^6 bytes",
+            "cpu_s per 100k ops: " + ", ".join(cpu),
+            f"load average (1 min) {load0:.2f} at start, {figures['loadavg_1m_end']:.2f} "
+            f"at end: other work on this machine skews every figure; wall "
+            f"{figures['wall_s']:g} s",
         ]
-        if not fio:
+        if t32.info["backend"] == "io_uring" and "randread_4k_t32_sqes_per_enter" in figures:
+            notes.append(f"ours t32: {figures['randread_4k_t32_sqes_per_enter']} SQEs per "
+                         f"io_uring_enter, completion latency p50 {t32.info['p50_us'] / t32.legs:.0f} us, "
+                         f"p99 {t32.info['p99_us'] / t32.legs:.0f} us (mean over legs)")
+        if not have_fio:
             notes.append("fio not found: install with apt-get install -y fio "
                          "(the *_vs_fio ratios are skipped)")
         print_table(rows, notes)
