@@ -16,6 +16,8 @@ READ = 22
 WRITE = 23
 RENAMEAT = 35
 UNLINKAT = 36
+MKDIRAT = 37
+LINKAT = 39
 FTRUNCATE = 55
 
 FSYNC_DATASYNC = 1          # IORING_FSYNC_DATASYNC
@@ -33,6 +35,7 @@ KIND = {
     READ_FIXED: "read", WRITE_FIXED: "write", FSYNC: "fsync", FALLOCATE: "fallocate",
     OPENAT: "openat", CLOSE: "close", STATX: "statx", RENAMEAT: "renameat",
     UNLINKAT: "unlinkat", FTRUNCATE: "ftruncate", ASYNC_CANCEL: "cancel",
+    MKDIRAT: "mkdirat", LINKAT: "linkat",
 }
 
 #: Opcodes the ring needs from the kernel; the rest have a synchronous fallback.

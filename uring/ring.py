@@ -250,6 +250,16 @@ class Ring:
         """Remove a file (or an empty directory with ``rmdir=True``)."""
         raise NotImplementedError
 
+    async def mkdirat(self, path: str | os.PathLike, mode: int = 0o755, *,
+                      dir_fd: int = AT_FDCWD) -> None:
+        """Create a directory."""
+        raise NotImplementedError
+
+    async def linkat(self, old: str | os.PathLike, new: str | os.PathLike, *,
+                     old_dir_fd: int = AT_FDCWD, new_dir_fd: int = AT_FDCWD) -> None:
+        """Create the hard link ``new`` to ``old``."""
+        raise NotImplementedError
+
 
 def buffer_view(buf: Any, nbytes: int | None, writable: bool) -> memoryview:
     """A byte memoryview of ``buf`` limited to ``nbytes``, with a clear error if too small."""

@@ -169,6 +169,15 @@ class SyncRing(Ring):
         fn = os.rmdir if rmdir else os.unlink
         self._run("unlinkat", os.fsdecode(path), lambda: fn(path, dir_fd=_dir(dir_fd)))
 
+    async def mkdirat(self, path: str | os.PathLike, mode: int = 0o755, *,
+                      dir_fd: int = op.AT_FDCWD) -> None:
+        self._run("mkdirat", os.fsdecode(path), lambda: os.mkdir(path, mode, dir_fd=_dir(dir_fd)))
+
+    async def linkat(self, old: str | os.PathLike, new: str | os.PathLike, *,
+                     old_dir_fd: int = op.AT_FDCWD, new_dir_fd: int = op.AT_FDCWD) -> None:
+        self._run("linkat", os.fsdecode(new), lambda: os.link(
+            old, new, src_dir_fd=_dir(old_dir_fd), dst_dir_fd=_dir(new_dir_fd)))
+
     def stats(self) -> dict[str, Any]:
         c = self._counters
         rows = [(k, n, c.bytes.get(k, 0), c.errors.get(k, 0)) for k, n in c.ops.items()]

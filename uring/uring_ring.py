@@ -674,6 +674,40 @@ class UringRing(Ring):
         await self._submit(op.UNLINKAT, dir_fd, int(ffi.cast("uintptr_t", cpath)), 0, 0, flags,
                            cpath, -1, name)
 
+    async def mkdirat(self, path: str | os.PathLike, mode: int = 0o755, *,
+                      dir_fd: int = op.AT_FDCWD) -> None:
+        name = os.fsdecode(path)
+        if op.MKDIRAT not in self._supported:
+            if self._guarded:
+                self._precheck("mkdirat", name)
+            try:
+                os.mkdir(path, mode, dir_fd=None if dir_fd == op.AT_FDCWD else dir_fd)
+            except OSError as e:
+                raise os_error(e.errno, "mkdirat", name) from None
+            return
+        cpath = ffi.new("char[]", os.fsencode(path))
+        await self._submit(op.MKDIRAT, dir_fd, int(ffi.cast("uintptr_t", cpath)), mode, 0, 0,
+                           cpath, -1, name)
+
+    async def linkat(self, old: str | os.PathLike, new: str | os.PathLike, *,
+                     old_dir_fd: int = op.AT_FDCWD, new_dir_fd: int = op.AT_FDCWD) -> None:
+        name = os.fsdecode(new)
+        if op.LINKAT not in self._supported:
+            if self._guarded:
+                self._precheck("linkat", name)
+            try:
+                os.link(old, new, src_dir_fd=None if old_dir_fd == op.AT_FDCWD else old_dir_fd,
+                        dst_dir_fd=None if new_dir_fd == op.AT_FDCWD else new_dir_fd)
+            except OSError as e:
+                raise os_error(e.errno, "linkat", name) from None
+            return
+        cold = ffi.new("char[]", os.fsencode(old))
+        cnew = ffi.new("char[]", os.fsencode(new))
+        # LINKAT: new dir fd in len, new path in addr2 (the off field).
+        await self._submit(op.LINKAT, old_dir_fd, int(ffi.cast("uintptr_t", cold)),
+                           new_dir_fd & 0xFFFFFFFF, int(ffi.cast("uintptr_t", cnew)), 0,
+                           (cold, cnew), -1, name)
+
     # -- stats ---------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         r = self._r
