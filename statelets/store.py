@@ -1,0 +1,775 @@
+"""The log-structured state store (Bitcask-style index, epoch checkpoints).
+
+Writes go to a write buffer of dirty values; when it is full (or at a
+checkpoint) it is appended to the active segment as records. An in-memory
+index maps each live key to (segment, offset, length); a read cache with a
+byte budget holds values read from disk (Direct I/O bypasses the page cache).
+
+``checkpoint(epoch)`` flushes, seals the active segment (hint file), hard-links
+every live segment into ``snapshots/<epoch>/`` and commits a MANIFEST with one
+rename. ``Store.open`` restores exactly the latest (or a named) checkpoint
+from its manifest and hint files, so whatever a committed checkpoint covers
+survives kill -9, and nothing after it is seen. See FORMAT.md.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import time
+from collections import OrderedDict
+from typing import Any, AsyncIterator, Callable, Iterable, Sequence
+
+import attrs
+
+from uring import DmaFile, Ring
+from uring.curio_compat import curio
+
+from . import record, segment as seg
+from .errors import CorruptionError, StateletError, StoreFailed
+from .snapshot import Manifest, fsync_dir, list_epochs, read_manifest, write_file_durably
+
+log = logging.getLogger("statelets.store")
+
+_TOMBSTONE = object()
+_LOC_SHIFT_SEG = 64
+_LOC_SHIFT_OFF = 32
+_MASK32 = (1 << 32) - 1
+
+MergeFn = Callable[[bytes | None, list[bytes]], bytes]
+
+
+def _loc(seg_id: int, offset: int, length: int) -> int:
+    return (seg_id << _LOC_SHIFT_SEG) | (offset << _LOC_SHIFT_OFF) | length
+
+
+def _unloc(loc: int) -> tuple[int, int, int]:
+    return loc >> _LOC_SHIFT_SEG, (loc >> _LOC_SHIFT_OFF) & _MASK32, loc & _MASK32
+
+
+@attrs.frozen
+class StoreConfig:
+    """Tuning of a store. Sizes in bytes."""
+
+    segment_size: int = 64 << 20
+    cache_bytes: int = 256 << 20
+    write_buffer_bytes: int = 32 << 20
+    keep_checkpoints: int = 3
+    #: A sealed segment whose dead bytes reach this fraction is rewritten.
+    compaction_threshold: float = 0.5
+    #: Sealed segments smaller than this are merged by compaction too.
+    small_segment: int = 16 << 20
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("segment_size", "cache_bytes", "write_buffer_bytes", "small_segment"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 0:
+                raise ValueError(f"StoreConfig.{name} must be a non-negative int, got {v!r}")
+        if self.segment_size < 4096 or self.segment_size > (1 << 32) - 1:
+            raise ValueError(f"StoreConfig.segment_size must be in 4 KiB..4 GiB, got {self.segment_size}")
+        if not isinstance(self.keep_checkpoints, int) or self.keep_checkpoints < 1:
+            raise ValueError(f"StoreConfig.keep_checkpoints must be >= 1, got {self.keep_checkpoints!r}")
+        if not 0 < self.compaction_threshold <= 1:
+            raise ValueError(f"StoreConfig.compaction_threshold must be in (0, 1], "
+                             f"got {self.compaction_threshold!r}")
+
+
+class _SegInfo:
+    """What the store knows of one segment file."""
+
+    __slots__ = ("id", "size", "dead", "min_seq", "file", "readers", "sealed", "doomed")
+
+    def __init__(self, seg_id: int, size: int, min_seq: int, sealed: bool) -> None:
+        self.id = seg_id
+        self.size = size            # bytes of records
+        self.dead = 0               # bytes of records no longer live
+        self.min_seq = min_seq
+        self.file: DmaFile | None = None
+        self.readers = 0            # reads in flight (the fd must outlive them)
+        self.sealed = sealed
+        self.doomed = False         # compacted away: close when readers finish
+
+
+def _check_bytes(what: str, v: Any) -> bytes:
+    if isinstance(v, bytes):
+        return v
+    if isinstance(v, (bytearray, memoryview)):
+        return bytes(v)
+    raise TypeError(f"store {what} must be bytes, got {type(v).__name__}")
+
+
+class Store:
+    """A log-structured key/value store on one uring Ring. Open with ``await Store.open(dir)``."""
+
+    def __init__(self, path: str, ring: Ring, config: StoreConfig) -> None:
+        self.path = path
+        self.ring = ring
+        self.config = config
+        self.seg_dir = f"{path}/segments"
+        self.snap_dir = f"{path}/snapshots"
+        self._index: dict[bytes, int] = {}
+        self._wbuf: dict[bytes, Any] = {}
+        self._wbuf_bytes = 0
+        self._cache: OrderedDict[bytes, bytes] = OrderedDict()
+        self._cache_bytes = 0
+        self._segs: dict[int, _SegInfo] = {}
+        self._active: seg.ActiveSegment | None = None
+        self._next_id = 1
+        self._seq = 0
+        self._merges: list[tuple[bytes, MergeFn]] = []
+        self._last_epoch: int | None = None
+        self._failed: BaseException | None = None
+        self._closed = False
+        self._lock_fd = -1
+        self._compacting = False
+        self.metadata: dict[str, Any] = {}
+        self.epoch: int | None = None
+        # stats
+        self.user_bytes = 0           # bytes of keys+values put by the user
+        self.disk_bytes_written = 0   # bytes appended to segments (incl. compaction)
+        self.compaction_bytes = 0
+        self.compactions = 0
+        self.cache_hits = 0
+        self.cache_misses = 0
+        self.last_checkpoint: dict[str, Any] = {}
+
+    # -- opening ------------------------------------------------------------------
+    @classmethod
+    async def open(cls, path: str | os.PathLike, *, config: StoreConfig | None = None,
+                   epoch: int | None = None, ring: Ring | None = None) -> "Store":
+        """Open (or create) the store at ``path``, restoring the latest or the named checkpoint."""
+        path = os.path.abspath(os.fsdecode(path))
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise StateletError(f"state directory {path!r} is a file, not a directory; "
+                                f"pass a directory path (it is created if missing)")
+        ring = ring if ring is not None else Ring.current()
+        store = cls(path, ring, config or StoreConfig())
+        await store._open(epoch)
+        return store
+
+    async def _open(self, epoch: int | None) -> None:
+        for d in (self.path, self.seg_dir, self.snap_dir):
+            try:
+                await self.ring.mkdirat(d)
+            except FileExistsError:
+                pass
+        self._take_lock()
+        try:
+            await self._restore(epoch)
+            self._active = await seg.ActiveSegment.create(self.ring, self.seg_dir, self._next_id)
+            self._segs[self._next_id] = _SegInfo(self._next_id, 0, 0, sealed=False)
+            self._next_id += 1
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _take_lock(self) -> None:
+        fd = os.open(f"{self.path}/LOCK", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise StateletError(f"state directory {self.path!r} is in use by another store "
+                                    f"(LOCK held); close it first, or use another directory") from None
+            raise
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    async def _restore(self, epoch: int | None) -> None:
+        epochs = list_epochs(self.snap_dir)
+        existing = {seg.parse_id(n) for n in os.listdir(self.seg_dir)} - {None}
+        max_id = max(existing, default=0)
+        if epoch is not None and epoch not in epochs:
+            raise StateletError(f"no checkpoint for epoch {epoch} in {self.path!r}; retained "
+                                f"epochs: {epochs or 'none'}")
+        manifest = None
+        if epochs:
+            chosen = epoch if epoch is not None else epochs[-1]
+            manifest = await read_manifest(self.ring, f"{self.snap_dir}/{chosen}")
+            for e in epochs:
+                # Ids of segments any checkpoint references must never be reused.
+                if e != chosen:
+                    try:
+                        m = await read_manifest(self.ring, f"{self.snap_dir}/{e}")
+                        max_id = max(max_id, m.next_segment - 1)
+                    except (CorruptionError, OSError):
+                        pass
+        keep: set[str] = set()
+        if manifest is not None:
+            self._last_epoch = manifest.epoch
+            self.epoch = manifest.epoch
+            self.metadata = dict(manifest.metadata)
+            self._seq = manifest.max_seq
+            max_id = max(max_id, manifest.next_segment - 1)
+            snap = f"{self.snap_dir}/{manifest.epoch}"
+            seqs: dict[bytes, int] = {}
+            for name in manifest.segments:
+                sid = seg.parse_id(name)
+                if sid is None:
+                    raise CorruptionError(f"{snap}/MANIFEST names a bad segment {name!r}",
+                                          path=f"{snap}/MANIFEST", offset=0)
+                for n in (name, seg.hint_name(sid)):
+                    keep.add(n)
+                    if not os.path.exists(f"{self.seg_dir}/{n}"):
+                        # Compacted away after this checkpoint: restore from the snapshot.
+                        await self.ring.linkat(f"{snap}/{n}", f"{self.seg_dir}/{n}")
+                entries = await seg.read_hints(self.ring, f"{self.seg_dir}/{seg.hint_name(sid)}")
+                self._load_entries(sid, entries, seqs)
+            # Live-byte accounting: everything not pointed to by the index is dead.
+            live = {sid: 0 for sid in self._segs}
+            for loc in self._index.values():
+                s, _o, ln = _unloc(loc)
+                live[s] += ln
+            for sid, info in self._segs.items():
+                info.dead = info.size - live[sid]
+        # Whatever is not part of the restored checkpoint is discarded: writes
+        # after it, compaction outputs, temp files.
+        for name in os.listdir(self.seg_dir):
+            if name not in keep:
+                await self.ring.unlinkat(f"{self.seg_dir}/{name}")
+        for name in os.listdir(self.snap_dir):
+            if name.startswith(".tmp-"):
+                await self._remove_tree(f"{self.snap_dir}/{name}")
+        self._next_id = max_id + 1
+
+    def _load_entries(self, sid: int, entries: list[tuple[int, int, int, int, bytes]],
+                      seqs: dict[bytes, int]) -> None:
+        index = self._index
+        size = 0
+        min_seq = None
+        for seq_no, kind, off, ln, key in entries:
+            end = off + ln
+            if end > size:
+                size = end
+            if min_seq is None or seq_no < min_seq:
+                min_seq = seq_no
+            prev = seqs.get(key)
+            if prev is not None and prev > seq_no:
+                continue
+            seqs[key] = seq_no
+            if kind == record.PUT:
+                index[key] = _loc(sid, off, ln)
+            else:
+                index.pop(key, None)
+        self._segs[sid] = _SegInfo(sid, size, min_seq or 0, sealed=True)
+
+    # -- reads --------------------------------------------------------------------------
+    def _check_usable(self) -> None:
+        if self._failed is not None:
+            raise StoreFailed(f"store {self.path!r} failed earlier ({self._failed}); reopen it to "
+                              f"restore the last committed checkpoint") from self._failed
+        if self._closed:
+            raise StateletError(f"store {self.path!r} is closed")
+
+    async def get(self, key: bytes) -> bytes | None:
+        """The value of ``key``, or None."""
+        v = self._wbuf.get(key)
+        if v is not None:
+            return None if v is _TOMBSTONE else v
+        cache = self._cache
+        v = cache.get(key)
+        if v is not None:
+            cache.move_to_end(key)
+            self.cache_hits += 1
+            return v
+        if self._closed or self._failed is not None:
+            self._check_usable()
+        if key.__class__ is not bytes:
+            key = _check_bytes("key", key)
+            return await self.get(key)
+        loc = self._index.get(key)
+        if loc is None:
+            return None
+        self.cache_misses += 1
+        value = await self._read(key, loc)
+        self._cache_put(key, value)
+        return value
+
+    async def _read(self, key: bytes, loc: int) -> bytes:
+        sid, off, ln = _unloc(loc)
+        info = self._segs[sid]
+        f = info.file
+        if f is None:
+            f = info.file = await DmaFile.open(f"{self.seg_dir}/{seg.segment_name(sid)}", "r",
+                                               ring=self.ring)
+        info.readers += 1
+        try:
+            data = await f.read_at(off, ln)
+        finally:
+            info.readers -= 1
+            if info.doomed and info.readers == 0:
+                await self._close_seg(info)
+        rec = record.decode_at(data, 0, path=f.path, base=off)
+        if rec is None or rec[2] != key or rec[4] != ln:
+            raise CorruptionError(f"{f.path}: record at offset {off} is not the one the index "
+                                  f"expects (key {key!r})", path=f.path, offset=off)
+        return rec[3]
+
+    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """Values of ``keys`` (None where missing); disk reads for the misses go out together."""
+        out: list[Any] = [None] * len(keys)
+        misses = []
+        for i, k in enumerate(keys):
+            k = _check_bytes("key", k) if k.__class__ is not bytes else k
+            v = self._wbuf.get(k)
+            if v is not None:
+                out[i] = None if v is _TOMBSTONE else v
+                continue
+            v = self._cache.get(k)
+            if v is not None:
+                self._cache.move_to_end(k)
+                self.cache_hits += 1
+                out[i] = v
+                continue
+            loc = self._index.get(k)
+            if loc is not None:
+                misses.append((i, k, loc))
+        if len(misses) == 1:
+            i, k, loc = misses[0]
+            out[i] = await self.get(k)
+        elif misses:
+            self._check_usable()
+            self.cache_misses += len(misses)
+            async with curio.TaskGroup() as g:
+                tasks = [(i, k, await g.spawn(self._read, k, loc)) for i, k, loc in misses]
+            for i, k, t in tasks:
+                v = t.result
+                out[i] = v
+                self._cache_put(k, v)
+        return out
+
+    def _cache_put(self, key: bytes, value: bytes) -> None:
+        budget = self.config.cache_bytes
+        size = len(key) + len(value) + 64
+        if size > budget:
+            return
+        cache = self._cache
+        old = cache.pop(key, None)
+        if old is not None:
+            self._cache_bytes -= len(key) + len(old) + 64
+        cache[key] = value
+        self._cache_bytes += size
+        while self._cache_bytes > budget:
+            k, v = cache.popitem(last=False)
+            self._cache_bytes -= len(k) + len(v) + 64
+
+    def _cache_drop(self, key: bytes) -> None:
+        old = self._cache.pop(key, None)
+        if old is not None:
+            self._cache_bytes -= len(key) + len(old) + 64
+
+    def __len__(self) -> int:
+        n = len(self._index)
+        for k, v in self._wbuf.items():
+            in_index = k in self._index
+            if v is _TOMBSTONE:
+                n -= in_index
+            else:
+                n += not in_index
+        return n
+
+    async def contains(self, key: bytes) -> bool:
+        v = self._wbuf.get(key)
+        if v is not None:
+            return v is not _TOMBSTONE
+        return key in self._index
+
+    async def scan(self, prefix: bytes = b"") -> AsyncIterator[tuple[bytes, bytes]]:
+        """Live (key, value) pairs whose key starts with ``prefix``, in key order."""
+        self._check_usable()
+        prefix = _check_bytes("prefix", prefix)
+        keys = {k for k in self._index if k.startswith(prefix)}
+        for k, v in self._wbuf.items():
+            if k.startswith(prefix):
+                if v is _TOMBSTONE:
+                    keys.discard(k)
+                else:
+                    keys.add(k)
+        ordered = sorted(keys)
+        for i in range(0, len(ordered), 256):
+            chunk = ordered[i:i + 256]
+            values = await self.get_many(chunk)
+            for k, v in zip(chunk, values):
+                if v is not None:
+                    yield k, v
+
+    # -- writes ---------------------------------------------------------------------------
+    async def put(self, key: bytes, value: bytes) -> None:
+        """Set ``key`` to ``value`` (buffered; durable at the next checkpoint)."""
+        if key.__class__ is not bytes or value.__class__ is not bytes:
+            key = _check_bytes("key", key)
+            value = _check_bytes("value", value)
+        if self._failed is not None or self._closed:
+            self._check_usable()
+        wbuf = self._wbuf
+        old = wbuf.get(key)
+        if old is not None and old is not _TOMBSTONE:
+            self._wbuf_bytes -= len(old)
+        else:
+            self._wbuf_bytes += len(key) + 32
+        wbuf[key] = value
+        self._wbuf_bytes += len(value)
+        self.user_bytes += len(key) + len(value)
+        if key in self._cache:
+            self._cache_drop(key)
+        if self._wbuf_bytes >= self.config.write_buffer_bytes:
+            await self._flush()
+
+    async def delete(self, key: bytes) -> None:
+        """Remove ``key`` (a no-op if absent)."""
+        key = _check_bytes("key", key)
+        self._check_usable()
+        old = self._wbuf.get(key)
+        if old is not None and old is not _TOMBSTONE:
+            self._wbuf_bytes -= len(old)
+        elif old is None:
+            self._wbuf_bytes += len(key) + 32
+        self._wbuf[key] = _TOMBSTONE
+        self._cache_drop(key)
+        if self._wbuf_bytes >= self.config.write_buffer_bytes:
+            await self._flush()
+
+    def register_merge(self, prefix: bytes, fn: MergeFn) -> None:
+        """Use ``fn(base, operands) -> value`` for ``merge`` on keys starting with ``prefix``."""
+        prefix = _check_bytes("merge prefix", prefix)
+        if not callable(fn):
+            raise TypeError(f"merge function for prefix {prefix!r} must be callable, got {fn!r}")
+        self._merges = [(p, f) for p, f in self._merges if p != prefix] + [(prefix, fn)]
+        self._merges.sort(key=lambda pf: -len(pf[0]))     # longest prefix wins
+
+    async def merge(self, key: bytes, operand: bytes) -> None:
+        """Fold ``operand`` into ``key``'s value with the registered merge function.
+
+        Folding happens on write: the current value (write buffer, cache, or one
+        disk read when cold) is combined with the operand and stored as a put.
+        """
+        key = _check_bytes("key", key)
+        operand = _check_bytes("merge operand", operand)
+        for p, fn in self._merges:
+            if key.startswith(p):
+                break
+        else:
+            raise StateletError(f"no merge function registered for key {key!r}; call "
+                                f"register_merge(prefix, fn) first")
+        base = await self.get(key)
+        await self.put(key, fn(base, [operand]))
+
+    async def _flush(self) -> None:
+        """Append the write buffer to the active segment (rolling segments when full)."""
+        if not self._wbuf:
+            return
+        self._check_usable()
+        wbuf, self._wbuf, self._wbuf_bytes = self._wbuf, {}, 0
+        try:
+            items = list(wbuf.items())
+            pos = 0
+            while pos < len(items):
+                active = self._active
+                room = self.config.segment_size - active.size
+                batch = []
+                used = 0
+                while pos < len(items):
+                    k, v = items[pos]
+                    size = record.HEADER_SIZE + len(k) + (0 if v is _TOMBSTONE else len(v))
+                    if batch and used + size > room:
+                        break
+                    self._seq += 1
+                    if v is _TOMBSTONE:
+                        batch.append((self._seq, record.DELETE, k, b""))
+                    else:
+                        batch.append((self._seq, record.PUT, k, v))
+                    used += size
+                    pos += 1
+                await self._append(batch)
+                if pos < len(items):
+                    await self._roll()
+            await self._active.flush()
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+
+    async def _append(self, batch: list[tuple[int, int, bytes, bytes]]) -> None:
+        active = self._active
+        offsets = await active.append(batch)
+        info = self._segs[active.id]
+        index = self._index
+        segs = self._segs
+        sid = active.id
+        for (seq_no, kind, k, v), off in zip(batch, offsets):
+            ln = record.HEADER_SIZE + len(k) + len(v)
+            old = index.get(k)
+            if old is not None:
+                osid, _o, oln = _unloc(old)
+                segs[osid].dead += oln
+            if kind == record.PUT:
+                index[k] = _loc(sid, off, ln)
+                if k in self._cache or len(v) < 4096:
+                    self._cache_put(k, v)      # just written: likely read again soon
+            else:
+                index.pop(k, None)
+                info.dead += ln               # a tombstone is never "live" data
+            info.size = off + ln
+        if batch and info.min_seq == 0:
+            info.min_seq = batch[0][0]
+        self.disk_bytes_written += sum(record.HEADER_SIZE + len(k) + len(v) for _s, _k, k, v in batch)
+
+    async def _roll(self) -> None:
+        """Seal the active segment and start a new one."""
+        active = self._active
+        await active.seal(self.seg_dir)
+        info = self._segs[active.id]
+        info.sealed = True
+        info.file = active.file                # keep the fd for reads
+        self._active = await seg.ActiveSegment.create(self.ring, self.seg_dir, self._next_id)
+        self._segs[self._next_id] = _SegInfo(self._next_id, 0, 0, sealed=False)
+        self._next_id += 1
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._failed is None and not isinstance(exc, (curio.CancelledError, GeneratorExit)):
+            self._failed = exc
+            log.error("store %s failed: %s; reopen to restore the last checkpoint", self.path, exc)
+
+    # -- checkpoints ------------------------------------------------------------------------
+    async def checkpoint(self, epoch: int, metadata: dict[str, Any] | None = None) -> Manifest:
+        """Commit everything written so far as checkpoint ``epoch`` (atomically)."""
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+            raise TypeError(f"checkpoint epoch must be a non-negative int, got {epoch!r}")
+        if self._last_epoch is not None and epoch <= self._last_epoch:
+            raise StateletError(f"checkpoint epoch {epoch} must be greater than the last committed "
+                                f"epoch {self._last_epoch} of {self.path!r}")
+        metadata = dict(metadata or {})
+        self._check_usable()
+        t0 = time.perf_counter()
+        try:
+            await self._flush()
+            active = self._active
+            new_bytes = active.size
+            if active.size:
+                await self._roll()
+            # The just-created active segment is not part of the checkpoint.
+            names = []
+            for sid in sorted(self._segs):
+                info = self._segs[sid]
+                if info.sealed and not info.doomed:
+                    names.append(seg.segment_name(sid))
+            manifest = Manifest(epoch=epoch, segments=tuple(names), metadata=metadata,
+                                max_seq=self._seq, next_segment=self._next_id,
+                                live_keys=len(self._index), bytes_linked=new_bytes)
+            tmp = f"{self.snap_dir}/.tmp-{epoch}"
+            try:
+                await self.ring.mkdirat(tmp)
+            except FileExistsError:
+                await self._remove_tree(tmp)
+                await self.ring.mkdirat(tmp)
+            for name in names:
+                sid = seg.parse_id(name)
+                await self.ring.linkat(f"{self.seg_dir}/{name}", f"{tmp}/{name}")
+                await self.ring.linkat(f"{self.seg_dir}/{seg.hint_name(sid)}",
+                                       f"{tmp}/{seg.hint_name(sid)}")
+            await write_file_durably(self.ring, f"{tmp}/MANIFEST", manifest.to_json())
+            await fsync_dir(self.ring, tmp)
+            await self.ring.renameat(tmp, f"{self.snap_dir}/{epoch}")     # the commit point
+            await fsync_dir(self.ring, self.snap_dir)
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+        self._last_epoch = epoch
+        self.epoch = epoch
+        self.metadata = metadata
+        await self._retain()
+        self.last_checkpoint = {"epoch": epoch, "seconds": round(time.perf_counter() - t0, 6),
+                                "new_bytes": new_bytes, "segments": len(names)}
+        return manifest
+
+    async def _retain(self) -> None:
+        epochs = list_epochs(self.snap_dir)
+        for e in epochs[:-self.config.keep_checkpoints]:
+            await self._remove_tree(f"{self.snap_dir}/{e}")
+
+    async def _remove_tree(self, path: str) -> None:
+        for name in os.listdir(path):
+            await self.ring.unlinkat(f"{path}/{name}")
+        await self.ring.unlinkat(path, rmdir=True)
+
+    def checkpoints(self) -> list[int]:
+        """Retained committed epochs, ascending."""
+        return list_epochs(self.snap_dir)
+
+    # -- compaction ---------------------------------------------------------------------------
+    def compaction_backlog(self) -> float:
+        """Dead bytes ÷ bytes in sealed segments (0 when there is nothing to reclaim)."""
+        total = dead = 0
+        for info in self._segs.values():
+            if info.sealed and not info.doomed:
+                total += info.size
+                dead += info.dead
+        return dead / total if total else 0.0
+
+    def compaction_candidates(self) -> list[int]:
+        """Sealed segments worth rewriting: dead enough, or small (to merge), worst first."""
+        cfg = self.config
+        out = []
+        for info in self._segs.values():
+            if not info.sealed or info.doomed or info.size == 0:
+                continue
+            ratio = info.dead / info.size
+            if ratio >= cfg.compaction_threshold or info.size < cfg.small_segment:
+                out.append((ratio, info.id))
+        smalls = [sid for r, sid in out if self._segs[sid].size < cfg.small_segment
+                  and r < cfg.compaction_threshold]
+        if len(smalls) < 2:          # one small segment alone gains nothing
+            out = [(r, sid) for r, sid in out if sid not in smalls]
+        out.sort(reverse=True)
+        return [sid for _r, sid in out]
+
+    async def compact(self, max_segments: int | None = None, *,
+                      pause: Callable[[], Any] | None = None,
+                      charge_io: Callable[[int], Any] | None = None) -> dict[str, Any]:
+        """One compaction pass: rewrite the live records of candidate segments.
+
+        ``pause`` is awaited between records (the runtime's quota/yield hook) and
+        ``charge_io(nbytes)`` is told the bytes read and written, so compaction
+        runs under its task queue's share. Readers are never blocked: the index
+        is repointed key by key, and old files stay open until their reads end.
+        """
+        self._check_usable()
+        if self._compacting:
+            return {"segments": 0, "reason": "a compaction is already running"}
+        self._compacting = True
+        try:
+            return await self._compact(max_segments, pause, charge_io)
+        except BaseException as exc:
+            if not isinstance(exc, (curio.CancelledError, GeneratorExit)):
+                self._fail(exc)
+            raise
+        finally:
+            self._compacting = False
+
+    async def _compact(self, max_segments: int | None, pause: Any, charge_io: Any) -> dict[str, Any]:
+        candidates = self.compaction_candidates()
+        if max_segments is not None:
+            candidates = candidates[:max_segments]
+        if not candidates:
+            return {"segments": 0, "reclaimed": 0, "rewritten": 0}
+        out = await seg.ActiveSegment.create(self.ring, self.seg_dir, self._next_id)
+        out_id = self._next_id
+        self._next_id += 1
+        out_info = _SegInfo(out_id, 0, 0, sealed=False)
+        self._segs[out_id] = out_info
+        others_min_seq = min((i.min_seq for i in self._segs.values()
+                              if i.id not in candidates and i.id != out_id and i.size), default=None)
+        rewritten = reclaimed = 0
+        moves: list[tuple[bytes, int, int, int, int]] = []   # key, old loc, seq, off, len
+        for sid in candidates:
+            info = self._segs[sid]
+            path = f"{self.seg_dir}/{seg.segment_name(sid)}"
+            data = await seg.read_segment(self.ring, path)
+            if charge_io is not None:
+                charge_io(len(data))
+            batch = []
+            batch_meta = []
+            for off, seq_no, kind, key, value, size in seg.scan_records(data, path):
+                loc = _loc(sid, off, size)
+                if kind == record.PUT and self._index.get(key) == loc:
+                    batch.append((seq_no, record.PUT, key, value))
+                    batch_meta.append((key, loc))
+                elif kind == record.DELETE and key not in self._index and (
+                        others_min_seq is not None and others_min_seq < seq_no):
+                    # An older segment may still hold a put this tombstone hides.
+                    batch.append((seq_no, record.DELETE, key, b""))
+                    batch_meta.append((key, None))
+                if pause is not None and len(batch) % 256 == 0:
+                    await pause()
+            if batch:
+                offsets = await out.append(batch)
+                for (key, old_loc), (seq_no, kind, k, v), off in zip(batch_meta, batch, offsets):
+                    ln = record.HEADER_SIZE + len(k) + len(v)
+                    moves.append((key, old_loc if old_loc is not None else -1, seq_no, off, ln))
+                    if kind == record.PUT:
+                        rewritten += ln
+                written = sum(record.HEADER_SIZE + len(k) + len(v) for _s, _kd, k, v in batch)
+                self.disk_bytes_written += written
+                self.compaction_bytes += written
+                if charge_io is not None:
+                    charge_io(written)
+            reclaimed += info.size
+        await out.seal(self.seg_dir)
+        # Repoint the index: only keys still at the location we copied (a put
+        # during compaction wins), then retire the old segments.
+        live = 0
+        for key, old_loc, seq_no, off, ln in moves:
+            if old_loc >= 0 and self._index.get(key) == old_loc:
+                self._index[key] = _loc(out_id, off, ln)
+                live += ln
+        out_info.size = out.size
+        out_info.dead = out.size - live
+        out_info.min_seq = out.min_seq
+        out_info.sealed = True
+        out_info.file = out.file
+        for sid in candidates:
+            info = self._segs.pop(sid)
+            info.doomed = True
+            for name in (seg.segment_name(sid), seg.hint_name(sid)):
+                await self.ring.unlinkat(f"{self.seg_dir}/{name}")   # snapshots keep their links
+            if info.readers == 0:
+                await self._close_seg(info)
+        if out.size == 0:
+            self._segs.pop(out_id, None)
+            await out.file.close()
+            for name in (seg.segment_name(out_id), seg.hint_name(out_id)):
+                await self.ring.unlinkat(f"{self.seg_dir}/{name}")
+        self.compactions += 1
+        return {"segments": len(candidates), "reclaimed": reclaimed - out.size,
+                "rewritten": rewritten, "output": seg.segment_name(out_id) if out.size else None}
+
+    async def _close_seg(self, info: _SegInfo) -> None:
+        if info.file is not None:
+            f, info.file = info.file, None
+            await f.close()
+
+    # -- closing and stats ------------------------------------------------------------------
+    async def close(self) -> None:
+        """Close files and release the directory lock. Uncheckpointed writes are discarded."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._active is not None:
+                try:
+                    await self._active.writer.close()
+                except Exception:
+                    pass
+                await self._active.file.close()
+            for info in self._segs.values():
+                if info.file is not None and not info.file.closed:
+                    await self._close_seg(info)
+        finally:
+            self._release_lock()
+
+    async def __aenter__(self) -> "Store":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def stats(self) -> dict[str, Any]:
+        """Sizes, amplification inputs, cache and compaction figures."""
+        total = sum(i.size for i in self._segs.values())
+        dead = sum(i.dead for i in self._segs.values())
+        return {
+            "path": self.path, "epoch": self.epoch, "live_keys": len(self),
+            "segments": len(self._segs), "disk_bytes": total, "live_bytes": total - dead,
+            "dead_bytes": dead, "backlog": round(self.compaction_backlog(), 4),
+            "write_buffer_bytes": self._wbuf_bytes, "cache_bytes": self._cache_bytes,
+            "cache_entries": len(self._cache), "cache_hits": self.cache_hits,
+            "cache_misses": self.cache_misses, "user_bytes": self.user_bytes,
+            "disk_bytes_written": self.disk_bytes_written,
+            "compaction_bytes": self.compaction_bytes, "compactions": self.compactions,
+            "last_checkpoint": dict(self.last_checkpoint), "failed": repr(self._failed) if self._failed else None,
+        }
