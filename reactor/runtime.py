@@ -105,6 +105,20 @@ class Reactor:
         self.actors[actor.name] = actor
         return actor
 
+    async def start_compaction(self, store: Any, **controller: Any) -> Any:
+        """Run ``store``'s compaction in its own task queue under a backlog controller.
+
+        Returns the :class:`statelets.compaction.Compactor`; its shares follow
+        the store's dead-byte backlog and its I/O is charged to its queue.
+        """
+        from statelets.compaction import Compactor
+        from .scheduler import QueueQuota
+        compactor = Compactor(store, **controller)
+        name = f"compaction:{os.path.basename(store.path)}"
+        q = self.queues.get(name) or self.queue(name, shares=compactor.shares)
+        compactor.task = await self.spawn(compactor.run, QueueQuota(q), queue=q, daemon=True)
+        return compactor
+
     async def _actor_failed(self, actor: Actor, err: ActorError) -> None:
         log.error("%s", err)
         if self.failure is None:

@@ -119,6 +119,23 @@ class _Parked(SchedFIFO):
         return self._actual_len > 0
 
 
+class QueueQuota:
+    """The quota hook a queue hands to work that must share the core (e.g. compaction).
+
+    ``await pause()`` yields when the slice is spent; ``charge_io(n)`` charges
+    ``n`` bytes of I/O to the queue.
+    """
+
+    def __init__(self, queue: TaskQueue) -> None:
+        self.queue = queue
+
+    async def pause(self) -> None:
+        await maybe_yield()
+
+    def charge_io(self, nbytes: int) -> None:
+        self.queue.charge_io(nbytes)
+
+
 def _check_shares(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError(f"task queue {name!r}: shares must be a positive number, got {value!r}")

@@ -91,6 +91,10 @@ class _SegInfo:
         self.doomed = False         # compacted away: close when readers finish
 
 
+async def _default_pause() -> None:
+    await curio.sleep(0)
+
+
 def _check_bytes(what: str, v: Any) -> bytes:
     if isinstance(v, bytes):
         return v
@@ -123,6 +127,13 @@ class Store:
         self._closed = False
         self._lock_fd = -1
         self._compacting = False
+        # Serialises structural changes: appends to the active segment, sealing,
+        # checkpoints and compaction's retirement of old segments.
+        self._mutex = curio.Lock()
+        #: Awaited between chunks of long work (flushes); the runtime sets its
+        #: cooperative yield here. Default: yield to curio every ~0.5 ms.
+        self.pause: Callable[[], Any] = _default_pause
+        self._work_start = 0.0
         self.metadata: dict[str, Any] = {}
         self.epoch: int | None = None
         # stats
@@ -419,7 +430,8 @@ class Store:
         if key in self._cache:
             self._cache_drop(key)
         if self._wbuf_bytes >= self.config.write_buffer_bytes:
-            await self._flush()
+            async with self._mutex:
+                await self._flush()
 
     async def delete(self, key: bytes) -> None:
         """Remove ``key`` (a no-op if absent)."""
@@ -433,7 +445,8 @@ class Store:
         self._wbuf[key] = _TOMBSTONE
         self._cache_drop(key)
         if self._wbuf_bytes >= self.config.write_buffer_bytes:
-            await self._flush()
+            async with self._mutex:
+                await self._flush()
 
     def register_merge(self, prefix: bytes, fn: MergeFn) -> None:
         """Use ``fn(base, operands) -> value`` for ``merge`` on keys starting with ``prefix``."""
@@ -461,7 +474,11 @@ class Store:
         await self.put(key, fn(base, [operand]))
 
     async def _flush(self) -> None:
-        """Append the write buffer to the active segment (rolling segments when full)."""
+        """Append the write buffer to the active segment (rolling segments when full).
+
+        Callers hold ``_mutex``. Pauses between chunks so a big buffer does not
+        hold the core; writes arriving meanwhile go to a fresh buffer.
+        """
         if not self._wbuf:
             return
         self._check_usable()
@@ -486,7 +503,10 @@ class Store:
                         batch.append((self._seq, record.PUT, k, v))
                     used += size
                     pos += 1
+                    if len(batch) >= 2048:
+                        break
                 await self._append(batch)
+                await self.pause()
                 if pos < len(items):
                     await self._roll()
             await self._active.flush()
@@ -545,6 +565,10 @@ class Store:
                                 f"epoch {self._last_epoch} of {self.path!r}")
         metadata = dict(metadata or {})
         self._check_usable()
+        async with self._mutex:
+            return await self._checkpoint(epoch, metadata)
+
+    async def _checkpoint(self, epoch: int, metadata: dict[str, Any]) -> Manifest:
         t0 = time.perf_counter()
         try:
             await self._flush()
@@ -664,7 +688,7 @@ class Store:
         self._segs[out_id] = out_info
         others_min_seq = min((i.min_seq for i in self._segs.values()
                               if i.id not in candidates and i.id != out_id and i.size), default=None)
-        rewritten = reclaimed = 0
+        rewritten = reclaimed = scanned = 0
         moves: list[tuple[bytes, int, int, int, int]] = []   # key, old loc, seq, off, len
         for sid in candidates:
             info = self._segs[sid]
@@ -684,7 +708,8 @@ class Store:
                     # An older segment may still hold a put this tombstone hides.
                     batch.append((seq_no, record.DELETE, key, b""))
                     batch_meta.append((key, None))
-                if pause is not None and len(batch) % 256 == 0:
+                scanned += 1
+                if pause is not None and scanned % 256 == 0:
                     await pause()
             if batch:
                 offsets = await out.append(batch)
@@ -700,6 +725,12 @@ class Store:
                     charge_io(written)
             reclaimed += info.size
         await out.seal(self.seg_dir)
+        async with self._mutex:
+            return await self._retire(candidates, out, out_id, out_info, moves, reclaimed, rewritten)
+
+    async def _retire(self, candidates: list[int], out: Any, out_id: int, out_info: _SegInfo,
+                      moves: list[tuple[bytes, int, int, int, int]], reclaimed: int,
+                      rewritten: int) -> dict[str, Any]:
         # Repoint the index: only keys still at the location we copied (a put
         # during compaction wins), then retire the old segments.
         live = 0
