@@ -136,6 +136,8 @@ class Store:
         self._work_start = 0.0
         self.metadata: dict[str, Any] = {}
         self.epoch: int | None = None
+        #: The manifest of the checkpoint restored or last committed (None if none).
+        self.manifest: Manifest | None = None
         # stats
         self.user_bytes = 0           # bytes of keys+values put by the user
         self.disk_bytes_written = 0   # bytes appended to segments (incl. compaction)
@@ -215,6 +217,7 @@ class Store:
         if manifest is not None:
             self._last_epoch = manifest.epoch
             self.epoch = manifest.epoch
+            self.manifest = manifest
             self.metadata = dict(manifest.metadata)
             self._seq = manifest.max_seq
             max_id = max(max_id, manifest.next_segment - 1)
@@ -606,6 +609,7 @@ class Store:
         self._last_epoch = epoch
         self.epoch = epoch
         self.metadata = metadata
+        self.manifest = manifest
         await self._retain()
         self.last_checkpoint = {"epoch": epoch, "seconds": round(time.perf_counter() - t0, 6),
                                 "new_bytes": new_bytes, "segments": len(names)}
