@@ -7,6 +7,7 @@ one key across segments (compaction moves live records into newer files).
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 from uring._native import ffi, lib
 
@@ -39,6 +40,24 @@ else:  # pragma: no cover - only without the C extension
         for b in bytes(data):
             c = _TABLE[(c ^ b) & 0xFF] ^ (c >> 8)
         return c ^ 0xFFFFFFFF
+
+
+def encode_into(out: bytearray, kv: bytes, klens: Any, vlens: Any, kinds: bytes,
+                seq0: int, n: int) -> int:
+    """Encode ``n`` records (seqs ``seq0``...) into ``out`` (C; see ur_encode_records)."""
+    if lib is not None:
+        return lib.ur_encode_records(ffi.from_buffer(out), ffi.from_buffer(kv),
+                                     ffi.from_buffer("uint32_t[]", klens),
+                                     ffi.from_buffer("uint32_t[]", vlens),
+                                     ffi.from_buffer(kinds), seq0, n)
+    pos = kpos = 0                   # pragma: no cover - without the C extension
+    for i in range(n):
+        k, v = kv[kpos:kpos + klens[i]], kv[kpos + klens[i]:kpos + klens[i] + vlens[i]]
+        kpos += klens[i] + vlens[i]
+        rec = encode(seq0 + i, kinds[i], k, v)
+        out[pos:pos + len(rec)] = rec
+        pos += len(rec)
+    return pos
 
 
 def encode(seq: int, kind: int, key: bytes, value: bytes) -> bytes:

@@ -2,13 +2,18 @@
 
 A segment is an append-only file of records written through a
 ``DmaStreamWriter``; once sealed it never changes. Sealing writes a *hint
-file*: every record's (seq, kind, offset, length, key) without the values, so
-that opening the store rebuilds the index without reading any data.
+file*: every record's (seq, kind, offset, length, key) without the values, in
+columns, so that opening the store rebuilds the index without reading data.
+Records are encoded in C a batch at a time; Python only builds columns.
 """
 from __future__ import annotations
 
 import struct
-from typing import Iterator
+import sys
+from array import array
+from itertools import accumulate, chain, repeat
+from operator import add
+from typing import Any, Iterator
 
 from uring import DmaFile, DmaStreamWriter, Ring
 
@@ -16,9 +21,8 @@ from . import record
 from .errors import CorruptionError
 
 HINT_MAGIC = b"RHNT"
-HINT_VERSION = 1
+HINT_VERSION = 2
 _HINT_HEAD = struct.Struct("<4sIII")          # magic, version, count, crc32c(body)
-_HINT_ENTRY = struct.Struct("<QIIIB")         # seq, offset, length, klen, kind
 
 
 def segment_name(seg_id: int) -> str:
@@ -36,21 +40,31 @@ def parse_id(name: str) -> int | None:
     return int(stem)
 
 
-class HintEntry(tuple):
-    """(seq, kind, offset, length, key) of one record."""
+class Hints:
+    """A segment's hint columns: seqs, kinds, offsets, lengths, keys (parallel)."""
 
-    __slots__ = ()
+    __slots__ = ("seqs", "kinds", "offs", "lens", "keys")
+
+    def __init__(self, seqs: Any, kinds: bytes, offs: Any, lens: Any, keys: list[bytes]) -> None:
+        self.seqs, self.kinds, self.offs, self.lens, self.keys = seqs, kinds, offs, lens, keys
+
+    def __len__(self) -> int:
+        return len(self.keys)
 
 
 class ActiveSegment:
-    """The segment being appended to: a writer plus the hint entries so far."""
+    """The segment being appended to: a writer plus the hint columns so far."""
 
     def __init__(self, seg_id: int, path: str, file: DmaFile, writer: DmaStreamWriter) -> None:
         self.id = seg_id
         self.path = path
         self.file = file
         self.writer = writer
-        self.entries: list[tuple[int, int, int, int, bytes]] = []   # seq, kind, off, len, key
+        self.seqs = array("Q")
+        self.offs = array("I")
+        self.lens = array("I")
+        self.kinds = bytearray()
+        self.keys: list[bytes] = []
         self.min_seq = 0
 
     @classmethod
@@ -64,29 +78,33 @@ class ActiveSegment:
     def size(self) -> int:
         return self.writer.position
 
-    async def append(self, records: list[tuple[int, int, bytes, bytes]]) -> list[int]:
-        """Append (seq, kind, key, value) records; returns the offset of each."""
-        offsets = []
-        chunk: list[bytes] = []
-        chunk_bytes = 0
-        pos = self.writer.position
-        enc = record.encode
-        entries = self.entries
-        for seq, kind, key, value in records:
-            rec = enc(seq, kind, key, value)
-            if not entries:
-                self.min_seq = seq
-            entries.append((seq, kind, pos, len(rec), key))
-            offsets.append(pos)
-            pos += len(rec)
-            chunk.append(rec)
-            chunk_bytes += len(rec)
-            if chunk_bytes >= 1 << 20:
-                await self.writer.write(b"".join(chunk))
-                chunk, chunk_bytes = [], 0
-        if chunk:
-            await self.writer.write(b"".join(chunk))
-        return offsets
+    async def append_columns(self, keys: list[bytes], values: list[bytes], kinds: bytes,
+                             seqs: Any) -> tuple[list[int], list[int]]:
+        """Append records (``seqs`` an int start or a sequence); returns offsets and lengths."""
+        n = len(keys)
+        if not n:
+            return [], []
+        if isinstance(seqs, int):
+            seqs = range(seqs, seqs + n)
+        klens = array("I", map(len, keys))
+        vlens = array("I", map(len, values))
+        lens = list(map(add, map(add, klens, vlens), repeat(record.HEADER_SIZE, n)))
+        offs = list(accumulate(lens, initial=self.writer.position))[:-1]
+        out = bytearray(sum(lens))
+        kv = b"".join(chain.from_iterable(zip(keys, values)))
+        if isinstance(seqs, range) and seqs.step == 1:
+            record.encode_into(out, kv, klens, vlens, kinds, seqs.start, n)
+        else:                       # compaction keeps each record's own seq
+            out[:] = b"".join(map(record.encode, seqs, kinds, keys, values))
+        await self.writer.write(out)
+        if not self.seqs:
+            self.min_seq = seqs[0]
+        self.seqs.extend(seqs)
+        self.offs.extend(offs)
+        self.lens.extend(lens)
+        self.kinds += kinds
+        self.keys.extend(keys)
+        return offs, lens
 
     async def flush(self) -> None:
         """Make everything appended readable from the file (padded tail written)."""
@@ -96,15 +114,18 @@ class ActiveSegment:
         """Finish the file (exact length, fdatasync) and write its hint file durably."""
         await self.writer.close()
         await self.file.fdatasync()
-        await write_hints(self.file.ring, f"{directory}/{hint_name(self.id)}", self.entries)
+        await write_hints(self.file.ring, f"{directory}/{hint_name(self.id)}",
+                          Hints(self.seqs, bytes(self.kinds), self.offs, self.lens, self.keys))
 
 
-async def write_hints(ring: Ring, path: str, entries: list[tuple[int, int, int, int, bytes]]) -> None:
+async def write_hints(ring: Ring, path: str, hints: Hints) -> None:
     """Write a hint file (temp name, fdatasync, rename): all or nothing."""
-    pack = _HINT_ENTRY.pack
-    fixed = b"".join([pack(seq, off, ln, len(key), kind) for seq, kind, off, ln, key in entries])
-    body = fixed + b"".join([e[4] for e in entries])
-    data = _HINT_HEAD.pack(HINT_MAGIC, HINT_VERSION, len(entries), record.crc32c(body)) + body
+    n = len(hints)
+    klens = array("I", map(len, hints.keys))
+    body = b"".join((_le(array("Q", hints.seqs)), _le(array("I", hints.offs)),
+                     _le(array("I", hints.lens)), _le(klens), bytes(hints.kinds),
+                     b"".join(hints.keys)))
+    data = _HINT_HEAD.pack(HINT_MAGIC, HINT_VERSION, n, record.crc32c(body)) + body
     tmp = path + ".tmp"
     f = await DmaFile.open(tmp, "w", ring=ring)
     try:
@@ -116,42 +137,58 @@ async def write_hints(ring: Ring, path: str, entries: list[tuple[int, int, int, 
     await ring.renameat(tmp, path)
 
 
-async def read_hints(ring: Ring, path: str) -> list[tuple[int, int, int, int, bytes]]:
-    """Entries (seq, kind, offset, length, key) of a hint file; CorruptionError if damaged."""
+def _le(a: array) -> bytes:
+    if sys.byteorder != "little":   # the format is little endian
+        a = array(a.typecode, a)
+        a.byteswap()
+    return a.tobytes()
+
+
+def _col(typecode: str, raw: memoryview) -> array:
+    a = array(typecode)
+    a.frombytes(raw)
+    if sys.byteorder != "little":
+        a.byteswap()
+    return a
+
+
+async def read_hints(ring: Ring, path: str) -> Hints:
+    """The hint columns of a hint file; CorruptionError if damaged."""
     f = await DmaFile.open(path, "r", ring=ring)
     try:
-        size = await f.size()
-        data = await f.read_at(0, size)
+        data = await f.read_at(0, await f.size())
     finally:
         await f.close()
     return parse_hints(data, path)
 
 
-def parse_hints(data: bytes, path: str) -> list[tuple[int, int, int, int, bytes]]:
+def parse_hints(data: bytes, path: str) -> Hints:
     if len(data) < _HINT_HEAD.size:
         raise CorruptionError(f"{path}: hint file is cut short ({len(data)} bytes)", path=path, offset=0)
-    magic, version, count, crc = _HINT_HEAD.unpack_from(data, 0)
+    magic, version, n, crc = _HINT_HEAD.unpack_from(data, 0)
     if magic != HINT_MAGIC or version != HINT_VERSION:
         raise CorruptionError(f"{path}: not a hint file (magic {magic!r}, version {version})",
                               path=path, offset=0)
     body = memoryview(data)[_HINT_HEAD.size:]
     if record.crc32c(body) != crc:
-        raise CorruptionError(f"{path}: hint file checksum mismatch", path=path, offset=_HINT_HEAD.size)
-    fixed_len = count * _HINT_ENTRY.size
-    if fixed_len > len(body):
-        raise CorruptionError(f"{path}: hint file claims {count} entries but is too short",
+        raise CorruptionError(f"{path}: hint file checksum mismatch", path=path,
+                              offset=_HINT_HEAD.size)
+    if n * 21 > len(body):
+        raise CorruptionError(f"{path}: hint file claims {n} entries but is too short",
                               path=path, offset=_HINT_HEAD.size)
-    keys = bytes(body[fixed_len:])
-    out = []
-    kpos = 0
-    append = out.append
-    for seq, off, ln, klen, kind in _HINT_ENTRY.iter_unpack(body[:fixed_len]):
-        append((seq, kind, off, ln, keys[kpos:kpos + klen]))
-        kpos += klen
-    if kpos != len(keys):
+    p = 0
+    seqs = _col("Q", body[p:p + 8 * n]); p += 8 * n
+    offs = _col("I", body[p:p + 4 * n]); p += 4 * n
+    lens = _col("I", body[p:p + 4 * n]); p += 4 * n
+    klens = _col("I", body[p:p + 4 * n]); p += 4 * n
+    kinds = bytes(body[p:p + n]); p += n
+    raw = bytes(body[p:])
+    ends = list(accumulate(klens))
+    if (ends[-1] if ends else 0) != len(raw):
         raise CorruptionError(f"{path}: hint file keys do not add up", path=path,
-                              offset=_HINT_HEAD.size + fixed_len)
-    return out
+                              offset=_HINT_HEAD.size + p)
+    keys = list(map(raw.__getitem__, map(slice, [0] + ends[:-1], ends)))
+    return Hints(seqs, kinds, offs, lens, keys)
 
 
 def scan_records(data: bytes, path: str) -> Iterator[tuple[int, int, int, bytes, bytes, int]]:

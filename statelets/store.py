@@ -222,7 +222,7 @@ class Store:
             self._seq = manifest.max_seq
             max_id = max(max_id, manifest.next_segment - 1)
             snap = f"{self.snap_dir}/{manifest.epoch}"
-            seqs: dict[bytes, int] = {}
+            loaded: list[tuple[int, seg.Hints]] = []
             for name in manifest.segments:
                 sid = seg.parse_id(name)
                 if sid is None:
@@ -233,8 +233,9 @@ class Store:
                     if not os.path.exists(f"{self.seg_dir}/{n}"):
                         # Compacted away after this checkpoint: restore from the snapshot.
                         await self.ring.linkat(f"{snap}/{n}", f"{self.seg_dir}/{n}")
-                entries = await seg.read_hints(self.ring, f"{self.seg_dir}/{seg.hint_name(sid)}")
-                self._load_entries(sid, entries, seqs)
+                loaded.append((sid, await seg.read_hints(
+                    self.ring, f"{self.seg_dir}/{seg.hint_name(sid)}")))
+            self._load_hints(loaded)
             # Live-byte accounting: everything not pointed to by the index is dead.
             live = {sid: 0 for sid in self._segs}
             for loc in self._index.values():
@@ -252,26 +253,47 @@ class Store:
                 await self._remove_tree(f"{self.snap_dir}/{name}")
         self._next_id = max_id + 1
 
-    def _load_entries(self, sid: int, entries: list[tuple[int, int, int, int, bytes]],
-                      seqs: dict[bytes, int]) -> None:
+    def _load_hints(self, loaded: list[tuple[int, seg.Hints]]) -> None:
+        """Rebuild the index from hint columns: per key, the highest seq wins.
+
+        Segments whose seq ranges do not overlap (the usual case) are applied in
+        seq order with bulk dict updates; overlapping ones (compaction outputs)
+        take the per-key comparison.
+        """
         index = self._index
-        size = 0
-        min_seq = None
-        for seq_no, kind, off, ln, key in entries:
-            end = off + ln
-            if end > size:
-                size = end
-            if min_seq is None or seq_no < min_seq:
-                min_seq = seq_no
-            prev = seqs.get(key)
-            if prev is not None and prev > seq_no:
+        spans = []
+        for sid, h in loaded:
+            n = len(h)
+            size = h.offs[-1] + h.lens[-1] if n else 0
+            lo, hi = (min(h.seqs), max(h.seqs)) if n else (0, 0)
+            self._segs[sid] = _SegInfo(sid, size, lo, sealed=True)
+            spans.append((lo, hi, sid, h))
+        spans.sort(key=lambda t: (t[0], t[1]))
+        overlap = any(spans[i][0] <= spans[i - 1][1] for i in range(1, len(spans))
+                      if len(spans[i][3]) and len(spans[i - 1][3]))
+        seen: dict[bytes, int] = {}
+        for _lo, _hi, sid, h in spans:
+            base = sid << _LOC_SHIFT_SEG
+            locs = [base | (o << _LOC_SHIFT_OFF) | ln for o, ln in zip(h.offs, h.lens)]
+            if not overlap:
+                if record.DELETE not in h.kinds:
+                    index.update(zip(h.keys, locs))
+                    continue
+                for key, kind, loc in zip(h.keys, h.kinds, locs):
+                    if kind == record.PUT:
+                        index[key] = loc
+                    else:
+                        index.pop(key, None)
                 continue
-            seqs[key] = seq_no
-            if kind == record.PUT:
-                index[key] = _loc(sid, off, ln)
-            else:
-                index.pop(key, None)
-        self._segs[sid] = _SegInfo(sid, size, min_seq or 0, sealed=True)
+            for key, kind, loc, sq in zip(h.keys, h.kinds, locs, h.seqs):
+                prev = seen.get(key)
+                if prev is not None and prev > sq:
+                    continue
+                seen[key] = sq
+                if kind == record.PUT:
+                    index[key] = loc
+                else:
+                    index.pop(key, None)
 
     # -- reads --------------------------------------------------------------------------
     def _check_usable(self) -> None:
@@ -487,60 +509,88 @@ class Store:
         self._check_usable()
         wbuf, self._wbuf, self._wbuf_bytes = self._wbuf, {}, 0
         try:
-            items = list(wbuf.items())
+            keys = list(wbuf)
+            vals = list(wbuf.values())
+            n = len(keys)
             pos = 0
-            while pos < len(items):
-                active = self._active
-                room = self.config.segment_size - active.size
-                batch = []
-                used = 0
-                while pos < len(items):
-                    k, v = items[pos]
-                    size = record.HEADER_SIZE + len(k) + (0 if v is _TOMBSTONE else len(v))
-                    if batch and used + size > room:
-                        break
-                    self._seq += 1
-                    if v is _TOMBSTONE:
-                        batch.append((self._seq, record.DELETE, k, b""))
-                    else:
-                        batch.append((self._seq, record.PUT, k, v))
-                    used += size
-                    pos += 1
-                    if len(batch) >= 2048:
-                        break
-                await self._append(batch)
+            seg_size = self.config.segment_size
+            while pos < n:
+                room = seg_size - self._active.size
+                end = min(n, pos + 4096)
+                ks, vs = keys[pos:end], vals[pos:end]
+                total = record.HEADER_SIZE * len(ks) + sum(map(len, ks)) + sum(
+                    len(v) for v in vs if v is not _TOMBSTONE)
+                if total > room:            # split where the segment fills up
+                    used = 0
+                    for i, (k, v) in enumerate(zip(ks, vs)):
+                        used += record.HEADER_SIZE + len(k) + (0 if v is _TOMBSTONE else len(v))
+                        if used > room and i:
+                            ks, vs = ks[:i], vs[:i]
+                            break
+                await self._append(ks, vs)
+                pos += len(ks)
                 await self.pause()
-                if pos < len(items):
-                    await self._roll()
+                if pos < n:
+                    nk, nv = keys[pos], vals[pos]
+                    nxt = record.HEADER_SIZE + len(nk) + (0 if nv is _TOMBSTONE else len(nv))
+                    if self._active.size + nxt > seg_size:
+                        await self._roll()
             await self._active.flush()
         except BaseException as exc:
             self._fail(exc)
             raise
 
-    async def _append(self, batch: list[tuple[int, int, bytes, bytes]]) -> None:
+    async def _append(self, keys: list[bytes], vals: list[Any]) -> None:
+        """Append one chunk of the write buffer and repoint the index at it."""
         active = self._active
-        offsets = await active.append(batch)
-        info = self._segs[active.id]
+        n = len(keys)
+        has_del = _TOMBSTONE in vals
+        if has_del:
+            kinds = bytes([record.DELETE if v is _TOMBSTONE else record.PUT for v in vals])
+            values = [b"" if v is _TOMBSTONE else v for v in vals]
+        else:
+            kinds = bytes((record.PUT,)) * n
+            values = vals
+        seq0 = self._seq + 1
+        self._seq += n
+        offs, lens = await active.append_columns(keys, values, kinds, seq0)
+        sid = active.id
+        info = self._segs[sid]
         index = self._index
         segs = self._segs
-        sid = active.id
-        for (seq_no, kind, k, v), off in zip(batch, offsets):
-            ln = record.HEADER_SIZE + len(k) + len(v)
-            old = index.get(k)
-            if old is not None:
-                osid, _o, oln = _unloc(old)
-                segs[osid].dead += oln
-            if kind == record.PUT:
-                index[k] = _loc(sid, off, ln)
-                if k in self._cache or len(v) < 4096:
-                    self._cache_put(k, v)      # just written: likely read again soon
-            else:
-                index.pop(k, None)
-                info.dead += ln               # a tombstone is never "live" data
-            info.size = off + ln
-        if batch and info.min_seq == 0:
-            info.min_seq = batch[0][0]
-        self.disk_bytes_written += sum(record.HEADER_SIZE + len(k) + len(v) for _s, _k, k, v in batch)
+        # Older versions become dead bytes in their segments.
+        for old in filter(None, map(index.get, keys)):
+            segs[old >> _LOC_SHIFT_SEG].dead += old & _MASK32
+        base = sid << _LOC_SHIFT_SEG
+        locs = [base | (o << _LOC_SHIFT_OFF) | ln for o, ln in zip(offs, lens)]
+        if not has_del:
+            index.update(zip(keys, locs))
+            self._cache_bulk(keys, values)        # just written: likely read again soon
+        else:
+            for k, kind, loc, ln in zip(keys, kinds, locs, lens):
+                if kind == record.PUT:
+                    index[k] = loc
+                else:
+                    index.pop(k, None)
+                    info.dead += ln               # a tombstone is never live data
+        info.size = active.size
+        if not info.min_seq:
+            info.min_seq = seq0
+        self.disk_bytes_written += sum(lens)
+
+    def _cache_bulk(self, keys: list[bytes], values: list[bytes]) -> None:
+        budget = self.config.cache_bytes
+        cache = self._cache
+        added = sum(map(len, keys)) + sum(map(len, values)) + 64 * len(keys)
+        if added > budget:                 # keep only what fits, newest last
+            return
+        for k in filter(cache.__contains__, keys):
+            self._cache_drop(k)
+        cache.update(zip(keys, values))
+        self._cache_bytes += added
+        while self._cache_bytes > budget:
+            k, v = cache.popitem(last=False)
+            self._cache_bytes -= len(k) + len(v) + 64
 
     async def _roll(self) -> None:
         """Seal the active segment and start a new one."""
@@ -700,29 +750,36 @@ class Store:
             data = await seg.read_segment(self.ring, path)
             if charge_io is not None:
                 charge_io(len(data))
-            batch = []
-            batch_meta = []
+            c_keys: list[bytes] = []
+            c_vals: list[bytes] = []
+            c_kinds = bytearray()
+            c_seqs: list[int] = []
+            c_old: list[int] = []
+            index = self._index
             for off, seq_no, kind, key, value, size in seg.scan_records(data, path):
                 loc = _loc(sid, off, size)
-                if kind == record.PUT and self._index.get(key) == loc:
-                    batch.append((seq_no, record.PUT, key, value))
-                    batch_meta.append((key, loc))
-                elif kind == record.DELETE and key not in self._index and (
+                if kind == record.PUT and index.get(key) == loc:
+                    c_old.append(loc)
+                elif kind == record.DELETE and key not in index and (
                         others_min_seq is not None and others_min_seq < seq_no):
                     # An older segment may still hold a put this tombstone hides.
-                    batch.append((seq_no, record.DELETE, key, b""))
-                    batch_meta.append((key, None))
+                    c_old.append(-1)
+                else:
+                    continue
+                c_keys.append(key)
+                c_vals.append(value)
+                c_kinds.append(kind)
+                c_seqs.append(seq_no)
                 scanned += 1
                 if pause is not None and scanned % 256 == 0:
                     await pause()
-            if batch:
-                offsets = await out.append(batch)
-                for (key, old_loc), (seq_no, kind, k, v), off in zip(batch_meta, batch, offsets):
-                    ln = record.HEADER_SIZE + len(k) + len(v)
-                    moves.append((key, old_loc if old_loc is not None else -1, seq_no, off, ln))
+            if c_keys:
+                offs, lens = await out.append_columns(c_keys, c_vals, bytes(c_kinds), c_seqs)
+                for key, old_loc, sq, off, ln, kind in zip(c_keys, c_old, c_seqs, offs, lens, c_kinds):
+                    moves.append((key, old_loc, sq, off, ln))
                     if kind == record.PUT:
                         rewritten += ln
-                written = sum(record.HEADER_SIZE + len(k) + len(v) for _s, _kd, k, v in batch)
+                written = sum(lens)
                 self.disk_bytes_written += written
                 self.compaction_bytes += written
                 if charge_io is not None:
