@@ -16,7 +16,7 @@ __all__ = ["CodecError", "CorruptionError", "Manifest", "StateletError", "Store"
            "StoreConfig", "StoreFailed"]
 
 try:  # statelet types (Value, Map, ...) build on the store
-    from .types import Aggregator, Appender, Map, Reducer, Value  # noqa: F401
-    __all__ += ["Aggregator", "Appender", "Map", "Reducer", "Value"]
+    from .types import Aggregator, Appender, Map, Reducer, StateletContext, Value  # noqa: F401
+    __all__ += ["Aggregator", "Appender", "Map", "Reducer", "StateletContext", "Value"]
 except ImportError:  # pragma: no cover - while types.py is being written
     pass

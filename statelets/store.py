@@ -103,6 +103,42 @@ def _check_bytes(what: str, v: Any) -> bytes:
     raise TypeError(f"store {what} must be bytes, got {type(v).__name__}")
 
 
+class _Scan:
+    """Async iterator over a key-ordered snapshot of the keys under a prefix."""
+
+    def __init__(self, store: "Store", prefix: bytes) -> None:
+        self.store = store
+        self.prefix = prefix
+        self._keys: list[bytes] | None = None
+        self._pos = 0
+        self._ready: list[tuple[bytes, bytes]] = []
+
+    def __aiter__(self) -> "_Scan":
+        return self
+
+    async def __anext__(self) -> tuple[bytes, bytes]:
+        store = self.store
+        if self._keys is None:
+            p = self.prefix
+            keys = {k for k in store._index if k.startswith(p)}
+            for k, v in store._pending().items():
+                if k.startswith(p):
+                    if v is _TOMBSTONE:
+                        keys.discard(k)
+                    else:
+                        keys.add(k)
+            self._keys = sorted(keys)
+        while not self._ready:
+            if self._pos >= len(self._keys):
+                raise StopAsyncIteration
+            chunk = self._keys[self._pos:self._pos + 256]
+            self._pos += len(chunk)
+            values = await store.get_many(chunk)
+            self._ready = [(k, v) for k, v in zip(chunk, values) if v is not None]
+            self._ready.reverse()
+        return self._ready.pop()
+
+
 class Store:
     """A log-structured key/value store on one uring Ring. Open with ``await Store.open(dir)``."""
 
@@ -115,6 +151,7 @@ class Store:
         self._index: dict[bytes, int] = {}
         self._wbuf: dict[bytes, Any] = {}
         self._wbuf_bytes = 0
+        self._flushing: dict[bytes, Any] = {}    # the buffer being appended, still readable
         self._cache: OrderedDict[bytes, bytes] = OrderedDict()
         self._cache_bytes = 0
         self._segs: dict[int, _SegInfo] = {}
@@ -130,6 +167,7 @@ class Store:
         # Serialises structural changes: appends to the active segment, sealing,
         # checkpoints and compaction's retirement of old segments.
         self._mutex = curio.Lock()
+        self._open_lock = curio.Lock()
         #: Awaited between chunks of long work (flushes); the runtime sets its
         #: cooperative yield here. Default: yield to curio every ~0.5 ms.
         self.pause: Callable[[], Any] = _default_pause
@@ -306,6 +344,8 @@ class Store:
     async def get(self, key: bytes) -> bytes | None:
         """The value of ``key``, or None."""
         v = self._wbuf.get(key)
+        if v is None and self._flushing:
+            v = self._flushing.get(key)
         if v is not None:
             return None if v is _TOMBSTONE else v
         cache = self._cache
@@ -324,17 +364,28 @@ class Store:
             return None
         self.cache_misses += 1
         value = await self._read(key, loc)
-        self._cache_put(key, value)
+        # Cache only if nothing newer arrived while we read (a put drops the key
+        # from the cache; caching the old value after it would resurrect it).
+        if value is not None and self._index.get(key) == loc and key not in self._wbuf \
+                and key not in self._flushing:
+            self._cache_put(key, value)
         return value
 
-    async def _read(self, key: bytes, loc: int) -> bytes:
+    async def _read(self, key: bytes, loc: int) -> bytes | None:
         sid, off, ln = _unloc(loc)
-        info = self._segs[sid]
+        info = self._segs.get(sid)
+        if info is None:
+            # Compaction retired that segment after the caller looked the key up:
+            # resolve the key again (it may have moved, changed or gone).
+            return await self.get(key)
+        info.readers += 1               # before any await: retirement must wait for us
         f = info.file
         if f is None:
-            f = info.file = await DmaFile.open(f"{self.seg_dir}/{seg.segment_name(sid)}", "r",
-                                               ring=self.ring)
-        info.readers += 1
+            async with self._open_lock:     # concurrent misses share one descriptor
+                if info.file is None:
+                    info.file = await DmaFile.open(f"{self.seg_dir}/{seg.segment_name(sid)}",
+                                                   "r", ring=self.ring)
+            f = info.file
         try:
             data = await f.read_at(off, ln)
         finally:
@@ -354,6 +405,8 @@ class Store:
         for i, k in enumerate(keys):
             k = _check_bytes("key", k) if k.__class__ is not bytes else k
             v = self._wbuf.get(k)
+            if v is None and self._flushing:
+                v = self._flushing.get(k)
             if v is not None:
                 out[i] = None if v is _TOMBSTONE else v
                 continue
@@ -373,11 +426,14 @@ class Store:
             self._check_usable()
             self.cache_misses += len(misses)
             async with curio.TaskGroup() as g:
-                tasks = [(i, k, await g.spawn(self._read, k, loc)) for i, k, loc in misses]
-            for i, k, t in tasks:
+                tasks = [(i, k, loc, await g.spawn(self._read, k, loc)) for i, k, loc in misses]
+            for i, k, loc, t in tasks:
                 v = t.result
                 out[i] = v
-                self._cache_put(k, v)
+                # Cache only values nothing newer replaced while we read.
+                if v is not None and self._index.get(k) == loc and k not in self._wbuf \
+                        and k not in self._flushing:
+                    self._cache_put(k, v)
         return out
 
     def _cache_put(self, key: bytes, value: bytes) -> None:
@@ -400,9 +456,17 @@ class Store:
         if old is not None:
             self._cache_bytes -= len(key) + len(old) + 64
 
+    def _pending(self) -> dict[bytes, Any]:
+        """Buffered writes not yet in the index: the buffer being flushed, then newer ones."""
+        if not self._flushing:
+            return self._wbuf
+        merged = dict(self._flushing)
+        merged.update(self._wbuf)
+        return merged
+
     def __len__(self) -> int:
         n = len(self._index)
-        for k, v in self._wbuf.items():
+        for k, v in self._pending().items():
             in_index = k in self._index
             if v is _TOMBSTONE:
                 n -= in_index
@@ -411,29 +475,23 @@ class Store:
         return n
 
     async def contains(self, key: bytes) -> bool:
+        """True if ``key`` has a value."""
         v = self._wbuf.get(key)
+        if v is None and self._flushing:
+            v = self._flushing.get(key)
         if v is not None:
             return v is not _TOMBSTONE
         return key in self._index
 
-    async def scan(self, prefix: bytes = b"") -> AsyncIterator[tuple[bytes, bytes]]:
-        """Live (key, value) pairs whose key starts with ``prefix``, in key order."""
+    def scan(self, prefix: bytes = b"") -> "_Scan":
+        """Live (key, value) pairs whose key starts with ``prefix``, in key order.
+
+        ``async for k, v in store.scan(p):`` — the keys are a snapshot taken when
+        the iteration starts; values are read in batches. Breaking out early is
+        fine (a plain async iterator, not an async generator).
+        """
         self._check_usable()
-        prefix = _check_bytes("prefix", prefix)
-        keys = {k for k in self._index if k.startswith(prefix)}
-        for k, v in self._wbuf.items():
-            if k.startswith(prefix):
-                if v is _TOMBSTONE:
-                    keys.discard(k)
-                else:
-                    keys.add(k)
-        ordered = sorted(keys)
-        for i in range(0, len(ordered), 256):
-            chunk = ordered[i:i + 256]
-            values = await self.get_many(chunk)
-            for k, v in zip(chunk, values):
-                if v is not None:
-                    yield k, v
+        return _Scan(self, _check_bytes("prefix", prefix))
 
     # -- writes ---------------------------------------------------------------------------
     async def put(self, key: bytes, value: bytes) -> None:
@@ -508,6 +566,7 @@ class Store:
             return
         self._check_usable()
         wbuf, self._wbuf, self._wbuf_bytes = self._wbuf, {}, 0
+        self._flushing = wbuf
         try:
             keys = list(wbuf)
             vals = list(wbuf.values())
@@ -539,6 +598,8 @@ class Store:
         except BaseException as exc:
             self._fail(exc)
             raise
+        finally:
+            self._flushing = {}
 
     async def _append(self, keys: list[bytes], vals: list[Any]) -> None:
         """Append one chunk of the write buffer and repoint the index at it."""
@@ -611,8 +672,10 @@ class Store:
     # -- checkpoints ------------------------------------------------------------------------
     async def checkpoint(self, epoch: int, metadata: dict[str, Any] | None = None) -> Manifest:
         """Commit everything written so far as checkpoint ``epoch`` (atomically)."""
-        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
-            raise TypeError(f"checkpoint epoch must be a non-negative int, got {epoch!r}")
+        if not isinstance(epoch, int) or isinstance(epoch, bool):
+            raise TypeError(f"checkpoint epoch must be an int, got {type(epoch).__name__}")
+        if epoch < 0:
+            raise ValueError(f"checkpoint epoch must be >= 0, got {epoch}")
         if self._last_epoch is not None and epoch <= self._last_epoch:
             raise StateletError(f"checkpoint epoch {epoch} must be greater than the last committed "
                                 f"epoch {self._last_epoch} of {self.path!r}")
@@ -623,6 +686,15 @@ class Store:
 
     async def _checkpoint(self, epoch: int, metadata: dict[str, Any]) -> Manifest:
         t0 = time.perf_counter()
+        # Opened at an older epoch: checkpoints after it belong to an abandoned
+        # history. The first new checkpoint replaces them (restore = rewind).
+        newer = [e for e in list_epochs(self.snap_dir)
+                 if self._last_epoch is None or e > self._last_epoch]
+        if newer:
+            log.warning("store %s: checkpoint %d after restoring epoch %s discards later "
+                        "checkpoints %s", self.path, epoch, self._last_epoch, newer)
+            for e in newer:
+                await self._remove_tree(f"{self.snap_dir}/{e}")
         try:
             await self._flush()
             active = self._active
