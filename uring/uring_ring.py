@@ -72,6 +72,11 @@ class _Borrowed:
             self.cdata = None
 
 
+def _dirfd(fd: int) -> int | None:
+    """os.* spelling of a dir fd: None for AT_FDCWD."""
+    return None if fd == op.AT_FDCWD else fd
+
+
 def _release_borrowed(keep: Any) -> None:
     """Release every foreign buffer an operation held (the kernel is done with it)."""
     if keep.__class__ is _Borrowed:
@@ -588,15 +593,18 @@ class UringRing(Ring):
         if length < 0:
             raise ValueError(f"cannot truncate to a negative size ({length})")
         if op.FTRUNCATE not in self._supported:
-            if self._guarded:
-                self._precheck("ftruncate", name)
-            try:
-                os.ftruncate(fd, length)
-            except OSError as e:
-                raise os_error(e.errno, "ftruncate", name) from None
-            self._fallback_ops["ftruncate"] = self._fallback_ops.get("ftruncate", 0) + 1
-            return
+            return self._fallback("ftruncate", name, lambda: os.ftruncate(fd, length))
         await self._submit(op.FTRUNCATE, fd, 0, 0, length, 0, None, -1, name)
+
+    def _fallback(self, kind: str, name: Any, fn: Any) -> None:
+        """Run an operation the kernel's ring lacks as a plain syscall (counted in stats)."""
+        if self._guarded:
+            self._precheck(kind, name)
+        try:
+            fn()
+        except OSError as e:
+            raise os_error(e.errno or 0, kind, name) from None
+        self._fallback_ops[kind] = self._fallback_ops.get(kind, 0) + 1
 
     def _sync_call(self, kind: str, name: Any, fn: Any, *args: Any) -> None:
         rc = fn(*args)
@@ -642,14 +650,8 @@ class UringRing(Ring):
                        flags: int = 0) -> None:
         name = os.fsdecode(old)
         if op.RENAMEAT not in self._supported:
-            if self._guarded:
-                self._precheck("renameat", name)
-            try:
-                os.rename(old, new, src_dir_fd=None if old_dir_fd == op.AT_FDCWD else old_dir_fd,
-                          dst_dir_fd=None if new_dir_fd == op.AT_FDCWD else new_dir_fd)
-            except OSError as e:
-                raise os_error(e.errno, "renameat", name) from None
-            return
+            return self._fallback("renameat", name, lambda: os.rename(
+                old, new, src_dir_fd=_dirfd(old_dir_fd), dst_dir_fd=_dirfd(new_dir_fd)))
         cold = ffi.new("char[]", os.fsencode(old))
         cnew = ffi.new("char[]", os.fsencode(new))
         # RENAMEAT carries the new dir fd in the (unsigned) len field.
@@ -662,14 +664,8 @@ class UringRing(Ring):
         name = os.fsdecode(path)
         flags = op.AT_REMOVEDIR if rmdir else 0
         if op.UNLINKAT not in self._supported:
-            if self._guarded:
-                self._precheck("unlinkat", name)
-            try:
-                (os.rmdir if rmdir else os.unlink)(
-                    path, dir_fd=None if dir_fd == op.AT_FDCWD else dir_fd)
-            except OSError as e:
-                raise os_error(e.errno, "unlinkat", name) from None
-            return
+            return self._fallback("unlinkat", name, lambda: (os.rmdir if rmdir else os.unlink)(
+                path, dir_fd=_dirfd(dir_fd)))
         cpath = ffi.new("char[]", os.fsencode(path))
         await self._submit(op.UNLINKAT, dir_fd, int(ffi.cast("uintptr_t", cpath)), 0, 0, flags,
                            cpath, -1, name)
@@ -678,13 +674,8 @@ class UringRing(Ring):
                       dir_fd: int = op.AT_FDCWD) -> None:
         name = os.fsdecode(path)
         if op.MKDIRAT not in self._supported:
-            if self._guarded:
-                self._precheck("mkdirat", name)
-            try:
-                os.mkdir(path, mode, dir_fd=None if dir_fd == op.AT_FDCWD else dir_fd)
-            except OSError as e:
-                raise os_error(e.errno, "mkdirat", name) from None
-            return
+            return self._fallback("mkdirat", name, lambda: os.mkdir(path, mode,
+                                                                   dir_fd=_dirfd(dir_fd)))
         cpath = ffi.new("char[]", os.fsencode(path))
         await self._submit(op.MKDIRAT, dir_fd, int(ffi.cast("uintptr_t", cpath)), mode, 0, 0,
                            cpath, -1, name)
@@ -693,14 +684,8 @@ class UringRing(Ring):
                      old_dir_fd: int = op.AT_FDCWD, new_dir_fd: int = op.AT_FDCWD) -> None:
         name = os.fsdecode(new)
         if op.LINKAT not in self._supported:
-            if self._guarded:
-                self._precheck("linkat", name)
-            try:
-                os.link(old, new, src_dir_fd=None if old_dir_fd == op.AT_FDCWD else old_dir_fd,
-                        dst_dir_fd=None if new_dir_fd == op.AT_FDCWD else new_dir_fd)
-            except OSError as e:
-                raise os_error(e.errno, "linkat", name) from None
-            return
+            return self._fallback("linkat", name, lambda: os.link(
+                old, new, src_dir_fd=_dirfd(old_dir_fd), dst_dir_fd=_dirfd(new_dir_fd)))
         cold = ffi.new("char[]", os.fsencode(old))
         cnew = ffi.new("char[]", os.fsencode(new))
         # LINKAT: new dir fd in len, new path in addr2 (the off field).
