@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import logging
 import os
 import time
@@ -58,12 +59,15 @@ class StoreConfig:
     keep_checkpoints: int = 3
     #: A sealed segment whose dead bytes reach this fraction is rewritten.
     compaction_threshold: float = 0.5
-    #: Sealed segments smaller than this are merged by compaction too.
-    small_segment: int = 16 << 20
+    #: Sealed segments smaller than this are merged by size tier (None:
+    #: a quarter of segment_size).
+    small_segment: int | None = None
 
     def __attrs_post_init__(self) -> None:
         for name in ("segment_size", "cache_bytes", "write_buffer_bytes", "small_segment"):
             v = getattr(self, name)
+            if v is None and name == "small_segment":
+                continue
             if not isinstance(v, int) or v < 0:
                 raise ValueError(f"StoreConfig.{name} must be a non-negative int, got {v!r}")
         if self.segment_size < 4096 or self.segment_size > (1 << 32) - 1:
@@ -89,6 +93,14 @@ class _SegInfo:
         self.readers = 0            # reads in flight (the fd must outlive them)
         self.sealed = sealed
         self.doomed = False         # compacted away: close when readers finish
+
+
+def _refuse_size(key: bytes, value: bytes) -> None:
+    if len(key) > record.MAX_KEY:
+        raise ValueError(f"key of {len(key)} bytes is over the store's limit of {record.MAX_KEY} "
+                         f"bytes (key starts {key[:32]!r}); use a shorter or hashed key")
+    raise ValueError(f"value of {len(value)} bytes for key {key[:64]!r} is over the store's "
+                     f"limit of {record.MAX_VALUE} bytes; split it across keys")
 
 
 async def _default_pause() -> None:
@@ -208,9 +220,9 @@ class Store:
         self._take_lock()
         try:
             await self._restore(epoch)
-            self._active = await seg.ActiveSegment.create(self.ring, self.seg_dir, self._next_id)
-            self._segs[self._next_id] = _SegInfo(self._next_id, 0, 0, sealed=False)
-            self._next_id += 1
+            sid = self._take_id()
+            self._active = await seg.ActiveSegment.create(self.ring, self.seg_dir, sid)
+            self._segs[sid] = _SegInfo(sid, 0, 0, sealed=False)
         except BaseException:
             self._release_lock()
             raise
@@ -499,6 +511,8 @@ class Store:
         if key.__class__ is not bytes or value.__class__ is not bytes:
             key = _check_bytes("key", key)
             value = _check_bytes("value", value)
+        if len(key) > record.MAX_KEY or len(value) > record.MAX_VALUE:
+            _refuse_size(key, value)
         if self._failed is not None or self._closed:
             self._check_usable()
         wbuf = self._wbuf
@@ -510,8 +524,13 @@ class Store:
         wbuf[key] = value
         self._wbuf_bytes += len(value)
         self.user_bytes += len(key) + len(value)
-        if key in self._cache:
-            self._cache_drop(key)
+        cache = self._cache
+        old_c = cache.get(key)
+        if old_c is not None:
+            # Keep a cached key cached with its new value: read-modify-write
+            # keys (counters) stay in memory across flushes.
+            cache[key] = value
+            self._cache_bytes += len(value) - len(old_c)
         if self._wbuf_bytes >= self.config.write_buffer_bytes:
             async with self._mutex:
                 await self._flush()
@@ -519,6 +538,8 @@ class Store:
     async def delete(self, key: bytes) -> None:
         """Remove ``key`` (a no-op if absent)."""
         key = _check_bytes("key", key)
+        if len(key) > record.MAX_KEY:
+            _refuse_size(key, b"")
         self._check_usable()
         old = self._wbuf.get(key)
         if old is not None and old is not _TOMBSTONE:
@@ -626,7 +647,6 @@ class Store:
         locs = [base | (o << _LOC_SHIFT_OFF) | ln for o, ln in zip(offs, lens)]
         if not has_del:
             index.update(zip(keys, locs))
-            self._cache_bulk(keys, values)        # just written: likely read again soon
         else:
             for k, kind, loc, ln in zip(keys, kinds, locs, lens):
                 if kind == record.PUT:
@@ -639,19 +659,11 @@ class Store:
             info.min_seq = seq0
         self.disk_bytes_written += sum(lens)
 
-    def _cache_bulk(self, keys: list[bytes], values: list[bytes]) -> None:
-        budget = self.config.cache_bytes
-        cache = self._cache
-        added = sum(map(len, keys)) + sum(map(len, values)) + 64 * len(keys)
-        if added > budget:                 # keep only what fits, newest last
-            return
-        for k in filter(cache.__contains__, keys):
-            self._cache_drop(k)
-        cache.update(zip(keys, values))
-        self._cache_bytes += added
-        while self._cache_bytes > budget:
-            k, v = cache.popitem(last=False)
-            self._cache_bytes -= len(k) + len(v) + 64
+    def _take_id(self) -> int:
+        """A fresh segment id, taken before any await (a roll and a compaction may race)."""
+        sid = self._next_id
+        self._next_id += 1
+        return sid
 
     async def _roll(self) -> None:
         """Seal the active segment and start a new one."""
@@ -660,9 +672,9 @@ class Store:
         info = self._segs[active.id]
         info.sealed = True
         info.file = active.file                # keep the fd for reads
-        self._active = await seg.ActiveSegment.create(self.ring, self.seg_dir, self._next_id)
-        self._segs[self._next_id] = _SegInfo(self._next_id, 0, 0, sealed=False)
-        self._next_id += 1
+        sid = self._take_id()
+        self._active = await seg.ActiveSegment.create(self.ring, self.seg_dir, sid)
+        self._segs[sid] = _SegInfo(sid, 0, 0, sealed=False)
 
     def _fail(self, exc: BaseException) -> None:
         if self._failed is None and not isinstance(exc, (curio.CancelledError, GeneratorExit)):
@@ -679,7 +691,14 @@ class Store:
         if self._last_epoch is not None and epoch <= self._last_epoch:
             raise StateletError(f"checkpoint epoch {epoch} must be greater than the last committed "
                                 f"epoch {self._last_epoch} of {self.path!r}")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise TypeError(f"checkpoint metadata must be a dict, got {type(metadata).__name__}")
         metadata = dict(metadata or {})
+        try:                            # refuse before anything is written
+            json.dumps(metadata)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"checkpoint metadata must be JSON-serialisable (it goes into the "
+                            f"MANIFEST): {exc}") from None
         self._check_usable()
         async with self._mutex:
             return await self._checkpoint(epoch, metadata)
@@ -762,21 +781,30 @@ class Store:
         return dead / total if total else 0.0
 
     def compaction_candidates(self) -> list[int]:
-        """Sealed segments worth rewriting: dead enough, or small (to merge), worst first."""
+        """Sealed segments worth rewriting, most dead first.
+
+        A segment qualifies when its dead bytes reach ``compaction_threshold``.
+        Small segments (checkpoints seal one each) are merged by size tier, as
+        in size-tiered compaction: four of a similar size (within a factor of
+        4) are merged together, so a byte is rewritten about log4(segment size
+        ÷ checkpoint size) times rather than at every pass.
+        """
         cfg = self.config
-        out = []
+        small = cfg.small_segment if cfg.small_segment is not None else cfg.segment_size // 4
+        dead: list[tuple[float, int]] = []
+        tiers: dict[int, list[int]] = {}
         for info in self._segs.values():
             if not info.sealed or info.doomed or info.size == 0:
                 continue
             ratio = info.dead / info.size
-            if ratio >= cfg.compaction_threshold or info.size < cfg.small_segment:
-                out.append((ratio, info.id))
-        smalls = [sid for r, sid in out if self._segs[sid].size < cfg.small_segment
-                  and r < cfg.compaction_threshold]
-        if len(smalls) < 2:          # one small segment alone gains nothing
-            out = [(r, sid) for r, sid in out if sid not in smalls]
-        out.sort(reverse=True)
-        return [sid for _r, sid in out]
+            if ratio >= cfg.compaction_threshold:
+                dead.append((ratio, info.id))
+            elif info.size < small:
+                tier = max(0, (info.size // 4096).bit_length() - 1) // 2
+                tiers.setdefault(tier, []).append(info.id)
+        dead.sort(reverse=True)
+        merge = [sid for ids in tiers.values() if len(ids) >= 4 for sid in sorted(ids)]
+        return [sid for _r, sid in dead] + merge
 
     async def compact(self, max_segments: int | None = None, *,
                       pause: Callable[[], Any] | None = None,
@@ -807,9 +835,8 @@ class Store:
             candidates = candidates[:max_segments]
         if not candidates:
             return {"segments": 0, "reclaimed": 0, "rewritten": 0}
-        out = await seg.ActiveSegment.create(self.ring, self.seg_dir, self._next_id)
-        out_id = self._next_id
-        self._next_id += 1
+        out_id = self._take_id()
+        out = await seg.ActiveSegment.create(self.ring, self.seg_dir, out_id)
         out_info = _SegInfo(out_id, 0, 0, sealed=False)
         self._segs[out_id] = out_info
         others_min_seq = min((i.min_seq for i in self._segs.values()
