@@ -55,6 +55,8 @@ except ImportError:
 from uring import DmaFile, Ring, backend_info  # noqa: E402
 from uring.curio_compat import curio  # noqa: E402
 
+from _common import fs_type  # noqa: E402  (benchmarks/ is on sys.path)
+
 KiB = 1024
 MiB = 1024 * KiB
 BLOCK = 4 * KiB
@@ -83,26 +85,6 @@ def log(msg: str) -> None:
 
 
 # -- the test directory and file ---------------------------------------------------
-
-def fs_type(path: str) -> str:
-    """Filesystem type of ``path`` from /proc/self/mountinfo (longest mount prefix)."""
-    real = os.path.realpath(path)
-    best, kind = "", "unknown"
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                left, _, right = line.partition(" - ")
-                fields = left.split()
-                if len(fields) < 5 or not right:
-                    continue
-                # Octal escapes (\040 for a space) as the kernel writes them.
-                mnt = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
-                if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
-                    best, kind = mnt, right.split()[0]
-    except OSError:
-        pass
-    return kind
-
 
 def prepare_dir(arg: str | None) -> tuple[str, bool]:
     """The directory for the test file and whether we created it (then we remove it)."""

@@ -88,6 +88,8 @@ import statelets  # noqa: E402
 from uring import Ring  # noqa: E402
 from uring.curio_compat import curio  # noqa: E402
 
+from _common import fs_type  # noqa: E402  (benchmarks/ is on sys.path)
+
 KiB = 1024
 MiB = 1024 * KiB
 VALUE_SIZE = 100
@@ -123,25 +125,6 @@ def log(msg: str) -> None:
 
 
 # -- the test directory -----------------------------------------------------------------
-
-def fs_type(path: str) -> str:
-    """Filesystem type of ``path`` from /proc/self/mountinfo (longest mount prefix)."""
-    real = os.path.realpath(path)
-    best, kind = "", "unknown"
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                left, _, right = line.partition(" - ")
-                fields = left.split()
-                if len(fields) < 5 or not right:
-                    continue
-                mnt = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
-                if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
-                    best, kind = mnt, right.split()[0]
-    except OSError:
-        pass
-    return kind
-
 
 def prepare_dir(arg: str | None, need: int) -> str:
     """A fresh directory for this run (inside ``--dir`` or the current one); removed at exit."""
