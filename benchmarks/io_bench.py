@@ -33,7 +33,6 @@ import json
 import mmap
 import os
 import random
-import re
 import shutil
 import signal
 import subprocess

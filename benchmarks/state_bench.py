@@ -66,7 +66,6 @@ import gc
 import json
 import os
 import random
-import re
 import shutil
 import signal
 import statistics

@@ -7,7 +7,7 @@ components; call :func:`maybe_yield` in long loops.
 """
 from __future__ import annotations
 
-from uring.curio_compat import curio  # noqa: F401  (curio shim before any curio import)
+from uring.curio_compat import curio  # noqa: F401  (the shim first; also reactor.curio)
 
 from .actor import Actor, DeadLetter
 from .errors import ActorError, MailboxClosed, ReactorError, ShutdownRequested

@@ -28,7 +28,6 @@ from .errors import ActorError, MailboxClosed, ReactorError
 from .mailbox import Mailbox
 from uring.curio_compat import curio
 
-from . import scheduler as _sched
 from .scheduler import TaskQueue, maybe_yield
 
 log = logging.getLogger("reactor.actor")

@@ -20,7 +20,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from typing import Any, AsyncIterator, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import attrs
 
