@@ -695,10 +695,13 @@ class Store:
             raise TypeError(f"checkpoint metadata must be a dict, got {type(metadata).__name__}")
         metadata = dict(metadata or {})
         try:                            # refuse before anything is written
-            json.dumps(metadata)
+            same = json.loads(json.dumps(metadata)) == metadata
         except (TypeError, ValueError) as exc:
             raise TypeError(f"checkpoint metadata must be JSON-serialisable (it goes into the "
                             f"MANIFEST): {exc}") from None
+        if not same:
+            raise TypeError("checkpoint metadata must survive a JSON round trip unchanged (str "
+                            "keys; lists, not tuples): it is stored in the MANIFEST as JSON")
         self._check_usable()
         async with self._mutex:
             return await self._checkpoint(epoch, metadata)
