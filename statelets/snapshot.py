@@ -35,6 +35,9 @@ class Manifest:
     live_keys: int
     created: float = attrs.field(factory=time.time)
     bytes_linked: int = 0
+    #: Dead bytes per segment name at commit time (saves a pass over the index
+    #: when opening); absent in older manifests.
+    dead_bytes: dict[str, int] | None = None
 
     def to_json(self) -> bytes:
         body = json.dumps({
@@ -42,6 +45,7 @@ class Manifest:
             "metadata": self.metadata, "max_seq": self.max_seq,
             "next_segment": self.next_segment, "live_keys": self.live_keys,
             "created": self.created, "bytes_linked": self.bytes_linked,
+            "dead_bytes": self.dead_bytes,
         }, sort_keys=True).encode()
         return json.dumps({"crc32c": record.crc32c(body), "body": body.decode()}).encode() + b"\n"
 
@@ -59,7 +63,8 @@ class Manifest:
             return cls(epoch=d["epoch"], segments=tuple(d["segments"]), metadata=d["metadata"],
                        max_seq=d["max_seq"], next_segment=d["next_segment"],
                        live_keys=d["live_keys"], created=d["created"],
-                       bytes_linked=d.get("bytes_linked", 0))
+                       bytes_linked=d.get("bytes_linked", 0),
+                       dead_bytes=d.get("dead_bytes"))
         except CorruptionError:
             raise
         except (ValueError, KeyError, TypeError, AttributeError) as exc:

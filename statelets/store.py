@@ -286,13 +286,17 @@ class Store:
                 loaded.append((sid, await seg.read_hints(
                     self.ring, f"{self.seg_dir}/{seg.hint_name(sid)}")))
             self._load_hints(loaded)
-            # Live-byte accounting: everything not pointed to by the index is dead.
-            live = {sid: 0 for sid in self._segs}
-            for loc in self._index.values():
-                s, _o, ln = _unloc(loc)
-                live[s] += ln
-            for sid, info in self._segs.items():
-                info.dead = info.size - live[sid]
+            dead = manifest.dead_bytes
+            if dead is not None and all(seg.segment_name(sid) in dead for sid in self._segs):
+                for sid, info in self._segs.items():
+                    info.dead = dead[seg.segment_name(sid)]
+            else:
+                # Live-byte accounting: everything not pointed to by the index is dead.
+                live = {sid: 0 for sid in self._segs}
+                for loc in self._index.values():
+                    live[loc >> _LOC_SHIFT_SEG] += loc & _MASK32
+                for sid, info in self._segs.items():
+                    info.dead = info.size - live[sid]
         # Whatever is not part of the restored checkpoint is discarded: writes
         # after it, compaction outputs, temp files.
         for name in os.listdir(self.seg_dir):
@@ -731,7 +735,8 @@ class Store:
                     names.append(seg.segment_name(sid))
             manifest = Manifest(epoch=epoch, segments=tuple(names), metadata=metadata,
                                 max_seq=self._seq, next_segment=self._next_id,
-                                live_keys=len(self._index), bytes_linked=new_bytes)
+                                live_keys=len(self._index), bytes_linked=new_bytes,
+                                dead_bytes={n: self._segs[seg.parse_id(n)].dead for n in names})
             tmp = f"{self.snap_dir}/.tmp-{epoch}"
             try:
                 await self.ring.mkdirat(tmp)
