@@ -72,6 +72,8 @@ import reactor  # noqa: E402
 from reactor import Actor, maybe_yield  # noqa: E402
 from uring.curio_compat import curio  # noqa: E402
 
+import _common  # noqa: E402  (benchmarks/ is on sys.path)
+
 BATCH = 256
 QUEUE_SIZE = 1024
 
@@ -216,57 +218,68 @@ def run_ours(n: int, batched: bool) -> float:
 # -- baseline: curio queues -------------------------------------------------------------
 
 
+# The same three stages and source for both queue baselines: curio.Queue and
+# asyncio.Queue share get()/put() coroutines, only spawning and joining differ.
+
+async def _q_mapper(qin: Any, qout: Any, batched: bool) -> None:
+    get, put = qin.get, qout.put
+    if batched:
+        while (b := await get()) is not None:
+            await put([x + 1 for x in b])
+    else:
+        while (x := await get()) is not None:
+            await put(x + 1)
+    await put(None)
+
+
+async def _q_filter(qin: Any, qout: Any, batched: bool) -> None:
+    get, put = qin.get, qout.put
+    if batched:
+        while (b := await get()) is not None:
+            out = [x for x in b if not x & 1]
+            if out:
+                await put(out)
+    else:
+        while (x := await get()) is not None:
+            if not x & 1:
+                await put(x)
+    await put(None)
+
+
+async def _q_sink(qin: Any, batched: bool, result: dict[str, int]) -> None:
+    get = qin.get
+    count = 0
+    if batched:
+        while (b := await get()) is not None:
+            count += len(b)
+    else:
+        while await get() is not None:
+            count += 1
+    result["count"] = count
+
+
+async def _q_source(q: Any, n: int, batched: bool) -> None:
+    put = q.put
+    if batched:
+        for lo in range(0, n, BATCH):
+            await put(list(range(lo, min(lo + BATCH, n))))
+    else:
+        for i in range(n):
+            await put(i)
+    await put(None)
+
+
 def run_curio(n: int, batched: bool) -> float:
     """Elements per second of the same pipeline on ``curio.Queue(maxsize=1024)``."""
     result: dict[str, int] = {}
 
-    async def mapper(qin: Any, qout: Any) -> None:
-        get, put = qin.get, qout.put
-        if batched:
-            while (b := await get()) is not None:
-                await put([x + 1 for x in b])
-        else:
-            while (x := await get()) is not None:
-                await put(x + 1)
-        await put(None)
-
-    async def filt(qin: Any, qout: Any) -> None:
-        get, put = qin.get, qout.put
-        if batched:
-            while (b := await get()) is not None:
-                out = [x for x in b if not x & 1]
-                if out:
-                    await put(out)
-        else:
-            while (x := await get()) is not None:
-                if not x & 1:
-                    await put(x)
-        await put(None)
-
-    async def sink(qin: Any) -> None:
-        get = qin.get
-        count = 0
-        if batched:
-            while (b := await get()) is not None:
-                count += len(b)
-        else:
-            while (x := await get()) is not None:
-                count += 1
-        result["count"] = count
-
     async def main() -> float:
         q1, q2, q3 = (curio.Queue(maxsize=QUEUE_SIZE) for _ in range(3))
-        tasks = [await curio.spawn(mapper, q1, q2), await curio.spawn(filt, q2, q3),
-                 await curio.spawn(sink, q3)]
+        tasks = [await curio.spawn(_q_mapper, q1, q2, batched),
+                 await curio.spawn(_q_filter, q2, q3, batched),
+                 await curio.spawn(_q_sink, q3, batched, result)]
         t0 = time.perf_counter()
-        put = q1.put
-        if batched:
-            for lo in range(0, n, BATCH):
-                await put(list(range(lo, min(lo + BATCH, n))))
-        else:
-            for i in range(n):
-                await put(i)
-        await put(None)
+        await _q_source(q1, n, batched)
         for t in tasks:
             await t.join()
         return time.perf_counter() - t0
@@ -283,53 +296,13 @@ def run_asyncio(n: int, batched: bool) -> float:
     """Elements per second of the same pipeline on ``asyncio.Queue(maxsize=1024)``."""
     result: dict[str, int] = {}
 
-    async def mapper(qin: asyncio.Queue, qout: asyncio.Queue) -> None:
-        get, put = qin.get, qout.put
-        if batched:
-            while (b := await get()) is not None:
-                await put([x + 1 for x in b])
-        else:
-            while (x := await get()) is not None:
-                await put(x + 1)
-        await put(None)
-
-    async def filt(qin: asyncio.Queue, qout: asyncio.Queue) -> None:
-        get, put = qin.get, qout.put
-        if batched:
-            while (b := await get()) is not None:
-                out = [x for x in b if not x & 1]
-                if out:
-                    await put(out)
-        else:
-            while (x := await get()) is not None:
-                if not x & 1:
-                    await put(x)
-        await put(None)
-
-    async def sink(qin: asyncio.Queue) -> None:
-        get = qin.get
-        count = 0
-        if batched:
-            while (b := await get()) is not None:
-                count += len(b)
-        else:
-            while (x := await get()) is not None:
-                count += 1
-        result["count"] = count
-
     async def main() -> float:
         q1, q2, q3 = (asyncio.Queue(maxsize=QUEUE_SIZE) for _ in range(3))
-        tasks = [asyncio.create_task(mapper(q1, q2)), asyncio.create_task(filt(q2, q3)),
-                 asyncio.create_task(sink(q3))]
+        tasks = [asyncio.create_task(_q_mapper(q1, q2, batched)),
+                 asyncio.create_task(_q_filter(q2, q3, batched)),
+                 asyncio.create_task(_q_sink(q3, batched, result))]
         t0 = time.perf_counter()
-        put = q1.put
-        if batched:
-            for lo in range(0, n, BATCH):
-                await put(list(range(lo, min(lo + BATCH, n))))
-        else:
-            for i in range(n):
-                await put(i)
-        await put(None)
+        await _q_source(q1, n, batched)
         await asyncio.gather(*tasks)
         return time.perf_counter() - t0
 
@@ -506,33 +479,9 @@ def fmt(v: float | None) -> str:
 
 
 def print_table(rows: list[tuple[str, Any, Any, Any, str]], notes: list[str]) -> None:
-    """metric | ours | baseline | ratio | target | met/MISSED.
-
-    ``key`` names the TARGETS entry checked: a ratio key checks the ratio, a
-    figure key checks the "ours" column.
-    """
-    head = ("metric", "ours", "baseline", "ratio", "target", "met?")
-    body = []
-    for name, ours, base, ratio, key in rows:
-        tstr, mark = "-", ""
-        if key in TARGETS:
-            op, target = TARGETS[key]
-            value = ratio if "_vs_" in key else ours
-            tstr = f"{op} {target:,.0f}" if target >= 100 else f"{op} {target:g}"
-            if value is not None:
-                ok = value >= target if op == ">=" else value <= target
-                mark = "met" if ok else "MISSED"
-        body.append((name, fmt(ours), fmt(base), "-" if ratio is None else f"{ratio:.2f}",
-                     tstr, mark))
-    widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
-    line = "  ".join(("{:<%d}" if i == 0 else "{:>%d}") % w for i, w in enumerate(widths))
-    print(line.format(*head).rstrip())
-    print("  ".join("-" * w for w in widths))
-    for r in body:
-        print(line.format(*r).rstrip())
-    for n in notes:
-        print(n)
-    sys.stdout.flush()
+    """metric | ours | baseline | ratio | target | met/MISSED (see _common.print_table)."""
+    _common.print_table("metric", [(name, fmt(ours), fmt(base), ratio, key, ours)
+                                   for name, ours, base, ratio, key in rows], TARGETS, notes)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,7 +54,8 @@ except ImportError:
 from uring import DmaFile, Ring, backend_info  # noqa: E402
 from uring.curio_compat import curio  # noqa: E402
 
-from _common import fs_type  # noqa: E402  (benchmarks/ is on sys.path)
+import _common  # noqa: E402  (benchmarks/ is on sys.path)
+from _common import Watchdog, fs_type  # noqa: E402
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -370,34 +371,6 @@ def run_ours(backend: str | None, path: str, size: int, pattern: str, tasks: int
     return result
 
 
-class Watchdog:
-    """Last resort against a wedged ring: exit (after cleanup) if a step overruns."""
-
-    def __init__(self, cleanup: Callable[[], None]) -> None:
-        self.cleanup = cleanup
-        self.label = ""
-        self.deadline = float("inf")
-        self.lock = threading.Lock()
-        threading.Thread(target=self._watch, daemon=True, name="io_bench-watchdog").start()
-
-    def arm(self, label: str, seconds: float) -> None:
-        with self.lock:
-            self.label, self.deadline = label, time.monotonic() + seconds
-
-    def _watch(self) -> None:
-        while True:
-            time.sleep(0.5)
-            with self.lock:
-                late = time.monotonic() > self.deadline
-            if late:
-                print(f"io_bench: {self.label} did not finish in time (a hung ring or "
-                      f"device?); giving up", file=sys.stderr, flush=True)
-                try:
-                    self.cleanup()
-                finally:
-                    os._exit(3)
-
-
 # -- Python baselines: a preadv loop and a pool of threads ---------------------------
 
 def run_pread_loop(path: str, size: int, duration: float, warmup: float) -> Measure:
@@ -494,27 +467,9 @@ Row = tuple[str, "float | None", "float | None", str, "float | None", str]
 
 def print_table(rows: list[Row], notes: list[str]) -> None:
     """pattern | ours | baseline | ratio | target | met/MISSED."""
-    head = ("pattern", "ours", "baseline", "ratio", "target", "")
-    body = []
-    for name, ours, base, unit, ratio, key in rows:
-        target = TARGETS.get(key)
-        check = ours if key == "nop_ops_per_s_t32" else ratio     # the one absolute target
-        if target is None or check is None:
-            mark, tstr = "", "-"
-        else:
-            mark = "met" if check >= target else "MISSED"
-            tstr = f">= {target:,.0f}" if target >= 100 else f">= {target:.2f}"
-        body.append((name, fmt(ours, unit), fmt(base, unit),
-                     "-" if ratio is None else f"{ratio:.2f}", tstr, mark))
-    widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
-    line = "  ".join(("{:<%d}" if i == 0 else "{:>%d}") % w for i, w in enumerate(widths))
-    print(line.format(*head).rstrip())
-    print("  ".join("-" * w for w in widths))
-    for r in body:
-        print(line.format(*r).rstrip())
-    for n in notes:
-        print(n)
-    sys.stdout.flush()
+    _common.print_table("pattern", [(name, fmt(ours, unit), fmt(base, unit), ratio, key, ours)
+                                    for name, ours, base, unit, ratio, key in rows],
+                        {k: (">=", t) for k, t in TARGETS.items()}, notes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -563,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
         if created:
             shutil.rmtree(directory, ignore_errors=True)
 
-    watchdog = Watchdog(cleanup)
+    watchdog = Watchdog("io_bench", cleanup, what="ring or device")
     leg_limit = warmup + duration + 45     # generous: fio start-up, ring close, a slow disk
 
     def ours(pattern: str, tasks: int) -> Callable[[float], Measure]:

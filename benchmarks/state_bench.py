@@ -61,7 +61,6 @@ Output: a table, then as the very last line one JSON object
 from __future__ import annotations
 
 import argparse
-import faulthandler
 import gc
 import json
 import os
@@ -72,9 +71,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from typing import Any, Callable
+from typing import Any
 
 # Normally the packages come from the venv (editable install); without one, fall
 # back to the checkout this script lives in.
@@ -87,7 +85,8 @@ import statelets  # noqa: E402
 from uring import Ring  # noqa: E402
 from uring.curio_compat import curio  # noqa: E402
 
-from _common import fs_type  # noqa: E402  (benchmarks/ is on sys.path)
+import _common  # noqa: E402  (benchmarks/ is on sys.path)
+from _common import Watchdog, fs_type  # noqa: E402
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -176,37 +175,6 @@ def disk_usage(path: str, by_ext: dict[str, int] | None = None) -> tuple[int, in
                 ext = os.path.splitext(name)[1].lstrip(".")
                 by_ext[ext] = by_ext.get(ext, 0) + st.st_blocks * 512
     return alloc, apparent
-
-
-class Watchdog:
-    """Last resort against a wedged store or ring: dump the stacks, clean up and exit."""
-
-    def __init__(self, cleanup: Callable[[], None]) -> None:
-        self.cleanup = cleanup
-        self.label = ""
-        self.deadline = float("inf")
-        self.lock = threading.Lock()
-        threading.Thread(target=self._watch, daemon=True, name="state_bench-watchdog").start()
-
-    def arm(self, label: str, seconds: float) -> None:
-        with self.lock:
-            self.label, self.deadline = label, time.monotonic() + seconds
-
-    def _watch(self) -> None:
-        while True:
-            time.sleep(0.5)
-            with self.lock:
-                late = time.monotonic() > self.deadline
-            if late:
-                print(f"state_bench: '{self.label}' did not finish in time (a hung store, "
-                      f"ring or device?); stacks follow (for curio tasks use "
-                      f"py-spy dump --pid {os.getpid()} next time), then giving up",
-                      file=sys.stderr, flush=True)
-                faulthandler.dump_traceback(all_threads=True)
-                try:
-                    self.cleanup()
-                finally:
-                    os._exit(3)
 
 
 # -- data --------------------------------------------------------------------------------
@@ -863,33 +831,9 @@ def fmt(v: Any) -> str:
 
 
 def print_table(rows: list[tuple[str, Any, Any, Any, str]], notes: list[str]) -> None:
-    """metric | ours | baseline | ratio | target | met/MISSED.
-
-    ``key`` names the TARGETS entry checked: a ``*_vs_*`` key checks the ratio,
-    any other key the "ours" column.
-    """
-    head = ("metric", "ours", "baseline", "ratio", "target", "met?")
-    body = []
-    for name, ours, base, ratio, key in rows:
-        tstr, mark = "-", ""
-        if key in TARGETS:
-            op, target = TARGETS[key]
-            value = ratio if "_vs_" in key else ours
-            tstr = f"{op} {target:g}"
-            if value is not None:
-                ok = value >= target if op == ">=" else value <= target
-                mark = "met" if ok else "MISSED"
-        body.append((name, fmt(ours), fmt(base), "-" if ratio is None else f"{ratio:.2f}",
-                     tstr, mark))
-    widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
-    line = "  ".join(("{:<%d}" if i == 0 else "{:>%d}") % w for i, w in enumerate(widths))
-    print(line.format(*head).rstrip())
-    print("  ".join("-" * w for w in widths))
-    for r in body:
-        print(line.format(*r).rstrip())
-    for note in notes:
-        print(note)
-    sys.stdout.flush()
+    """metric | ours | baseline | ratio | target | met/MISSED (see _common.print_table)."""
+    _common.print_table("metric", [(name, fmt(ours), fmt(base), ratio, key, ours)
+                                   for name, ours, base, ratio, key in rows], TARGETS, notes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -929,7 +873,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
 
-    watchdog = Watchdog(cleanup)
+    watchdog = Watchdog("state_bench", cleanup, what="store, ring or device",
+                        dump_stacks=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     figures: dict[str, Any] = {"keys": n, "value_bytes": VALUE_SIZE,
                                "segment_mib": args.segment_mib}

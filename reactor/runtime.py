@@ -159,7 +159,6 @@ class Reactor:
         # Internal tasks (ring reaper/flusher, timers, dispatcher) run in the
         # high-share "reactor" queue; user code starts in "default".
         s = self.scheduler
-        s._spawn_queue = None
         me = await curio.current_task()
         me._tq.tasks -= 1
         me._tq = self.system

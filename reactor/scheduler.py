@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from curio.kernel import Activation
 from curio.traps import _get_current, _scheduler_wait, _scheduler_wake
@@ -33,8 +33,6 @@ DEFAULT_SLICE = 0.0005           # 0.5 ms
 SHARES_REFRESH = 0.25            # dynamic shares are re-read every 250 ms
 #: A queue that has not run for this long is treated as waking from idle.
 IDLE_AFTER = 0.002
-
-Shares = "float | Callable[[], float]"
 
 
 class TaskQueue:
@@ -258,13 +256,6 @@ class Scheduler(Activation):
                     name, q.name, dt * 1000, entry["where"])
 
     # -- cooperative preemption -----------------------------------------------------------
-    def slice_spent(self) -> bool:
-        """True when the running task's queue has used its slice."""
-        task = self._current
-        if task is None:
-            return False
-        return self._clock() - self._t0 >= task._tq.slice
-
     async def yield_now(self) -> None:
         """Give the core to the queue with the lowest virtual runtime that wants it.
 
@@ -359,7 +350,3 @@ async def maybe_yield() -> None:
     if s is not None and s._current is not None:
         if s._clock() - s._t0 >= s._current._tq.slice:
             await s.yield_now()
-
-
-def queues(s: Scheduler) -> Iterable[TaskQueue]:
-    return s.queues.values()

@@ -29,21 +29,10 @@ from curio.sched import SchedFIFO
 from curio.traps import _read_wait
 
 from uring._native import lib
+from uring.selectable import SelectableFd
 from uring.curio_compat import curio
 
 log = logging.getLogger("reactor.timers")
-
-
-class _Fd:
-    """Keeps the timerfd registered with curio's selector between waits."""
-
-    __slots__ = ("fd",)
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def fileno(self) -> int:
-        return self.fd
 
 
 class Timer:
@@ -96,7 +85,7 @@ class TimerService:
         self.fired = 0
         self.late_max = 0.0               # worst lateness seen (s)
         self.clock = time.monotonic
-        self._tfd: _Fd | None = None
+        self._tfd: SelectableFd | None = None
 
     @property
     def pending(self) -> int:
@@ -181,7 +170,7 @@ class TimerService:
             log.info("timers: no timerfd (%s); using curio sleeps (1 ms resolution)",
                      "no C extension" if lib is None else os.strerror(-fd))
             return await self._run_sleeping()
-        self._tfd = _Fd(fd)
+        self._tfd = SelectableFd(fd)
         try:
             while True:
                 await self._fire_due()

@@ -171,7 +171,6 @@ class Store:
         self._next_id = 1
         self._seq = 0
         self._merges: list[tuple[bytes, MergeFn]] = []
-        self._last_epoch: int | None = None
         self._failed: BaseException | None = None
         self._closed = False
         self._lock_fd = -1
@@ -184,8 +183,6 @@ class Store:
         #: cooperative yield here. Default: yield to curio every ~0.5 ms.
         self.pause: Callable[[], Any] = _default_pause
         self._work_start = 0.0
-        self.metadata: dict[str, Any] = {}
-        self.epoch: int | None = None
         #: The manifest of the checkpoint restored or last committed (None if none).
         self.manifest: Manifest | None = None
         # stats
@@ -196,6 +193,16 @@ class Store:
         self.cache_hits = 0
         self.cache_misses = 0
         self.last_checkpoint: dict[str, Any] = {}
+
+    @property
+    def epoch(self) -> int | None:
+        """Epoch of the checkpoint restored or last committed (None if none)."""
+        return self.manifest.epoch if self.manifest is not None else None
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Metadata of that checkpoint (a copy; empty if none)."""
+        return dict(self.manifest.metadata) if self.manifest is not None else {}
 
     # -- opening ------------------------------------------------------------------
     @classmethod
@@ -255,20 +262,17 @@ class Store:
         if epochs:
             chosen = epoch if epoch is not None else epochs[-1]
             manifest = await read_manifest(self.ring, f"{self.snap_dir}/{chosen}")
-            for e in epochs:
-                # Ids of segments any checkpoint references must never be reused.
-                if e != chosen:
-                    try:
-                        m = await read_manifest(self.ring, f"{self.snap_dir}/{e}")
-                        max_id = max(max_id, m.next_segment - 1)
-                    except (CorruptionError, OSError):
-                        pass
+            if chosen != epochs[-1]:
+                # Ids of segments any checkpoint references must never be reused;
+                # ids only grow, so the newest manifest holds the highest.
+                try:
+                    m = await read_manifest(self.ring, f"{self.snap_dir}/{epochs[-1]}")
+                    max_id = max(max_id, m.next_segment - 1)
+                except (CorruptionError, OSError):
+                    pass
         keep: set[str] = set()
         if manifest is not None:
-            self._last_epoch = manifest.epoch
-            self.epoch = manifest.epoch
             self.manifest = manifest
-            self.metadata = dict(manifest.metadata)
             self._seq = manifest.max_seq
             max_id = max(max_id, manifest.next_segment - 1)
             snap = f"{self.snap_dir}/{manifest.epoch}"
@@ -692,9 +696,9 @@ class Store:
             raise TypeError(f"checkpoint epoch must be an int, got {type(epoch).__name__}")
         if epoch < 0:
             raise ValueError(f"checkpoint epoch must be >= 0, got {epoch}")
-        if self._last_epoch is not None and epoch <= self._last_epoch:
+        if self.epoch is not None and epoch <= self.epoch:
             raise StateletError(f"checkpoint epoch {epoch} must be greater than the last committed "
-                                f"epoch {self._last_epoch} of {self.path!r}")
+                                f"epoch {self.epoch} of {self.path!r}")
         if metadata is not None and not isinstance(metadata, dict):
             raise TypeError(f"checkpoint metadata must be a dict, got {type(metadata).__name__}")
         metadata = dict(metadata or {})
@@ -715,10 +719,10 @@ class Store:
         # Opened at an older epoch: checkpoints after it belong to an abandoned
         # history. The first new checkpoint replaces them (restore = rewind).
         newer = [e for e in list_epochs(self.snap_dir)
-                 if self._last_epoch is None or e > self._last_epoch]
+                 if self.epoch is None or e > self.epoch]
         if newer:
             log.warning("store %s: checkpoint %d after restoring epoch %s discards later "
-                        "checkpoints %s", self.path, epoch, self._last_epoch, newer)
+                        "checkpoints %s", self.path, epoch, self.epoch, newer)
             for e in newer:
                 await self._remove_tree(f"{self.snap_dir}/{e}")
         try:
@@ -755,9 +759,6 @@ class Store:
         except BaseException as exc:
             self._fail(exc)
             raise
-        self._last_epoch = epoch
-        self.epoch = epoch
-        self.metadata = metadata
         self.manifest = manifest
         await self._retain()
         self.last_checkpoint = {"epoch": epoch, "seconds": round(time.perf_counter() - t0, 6),

@@ -31,5 +31,12 @@ def os_error(err: int, op: str, name: str | None = None) -> OSError:
     return OSError(err, msg)
 
 
+def check_rc(rc: int) -> int:
+    """Return a C helper's result, or raise the OSError its negative errno stands for."""
+    if rc < 0:
+        raise OSError(-rc, os.strerror(-rc))
+    return rc
+
+
 ENOSPC = _errno.ENOSPC
 EOPNOTSUPP = _errno.EOPNOTSUPP

@@ -48,6 +48,14 @@ class FileStat:
     dio_mem_align: int
     dio_offset_align: int
 
+    @classmethod
+    def from_ur_stat(cls, st: Any) -> "FileStat":
+        """From the C extension's ``ur_stat`` (filled by statx)."""
+        return cls(size=st.size, mode=st.mode, ino=st.ino, nlink=st.nlink,
+                   blksize=st.blksize, blocks=st.blocks,
+                   mtime_ns=st.mtime_sec * 1_000_000_000 + st.mtime_nsec,
+                   dio_mem_align=st.dio_mem_align, dio_offset_align=st.dio_offset_align)
+
 
 class Ring:
     """One reactor's I/O ring. ``Ring()`` picks the backend; see module docs.

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 from . import backend as _backend
 from . import opcodes as op
 from ._native import ffi, lib
-from .errors import os_error
+from .errors import check_rc, os_error
 from .ring import FileStat, Ring, buffer_view
 from .stats import PyIoCounters, summarize
 
@@ -101,11 +101,8 @@ class SyncRing(Ring):
     async def fallocate(self, fd: int, offset: int, length: int, mode: int = 0, *,
                         name: str | None = None) -> None:
         if lib is not None:
-            def call() -> None:
-                rc = lib.ur_fallocate(fd, mode, offset, length)
-                if rc < 0:
-                    raise OSError(-rc, os.strerror(-rc))
-            self._run("fallocate", name, call)
+            self._run("fallocate", name,
+                      lambda: check_rc(lib.ur_fallocate(fd, mode, offset, length)))
         elif mode == 0:
             self._run("fallocate", name, os.posix_fallocate, fd, offset, length)
         else:
@@ -127,17 +124,8 @@ class SyncRing(Ring):
     def _stat(self, call: Callable[[], Any], name: Any) -> FileStat:
         if lib is not None:
             st = ffi.new("ur_stat *")
-
-            def run() -> None:
-                rc = call(st)
-                if rc < 0:
-                    raise OSError(-rc, os.strerror(-rc))
-            self._run("statx", name, run)
-            return FileStat(size=st.size, mode=st.mode, ino=st.ino, nlink=st.nlink,
-                            blksize=st.blksize, blocks=st.blocks,
-                            mtime_ns=st.mtime_sec * 1_000_000_000 + st.mtime_nsec,
-                            dio_mem_align=st.dio_mem_align,
-                            dio_offset_align=st.dio_offset_align)
+            self._run("statx", name, lambda: check_rc(call(st)))
+            return FileStat.from_ur_stat(st)
         raise NotImplementedError  # pragma: no cover - replaced below when lib is None
 
     async def statx(self, path: str | os.PathLike, *, dir_fd: int = op.AT_FDCWD,

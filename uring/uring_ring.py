@@ -35,8 +35,9 @@ from . import opcodes as op
 from ._native import ffi, lib
 from .buffers import DmaBuffer, memlock_budget
 from .curio_compat import curio
-from .errors import RingClosedError, UringError, os_error
+from .errors import RingClosedError, UringError, check_rc, os_error
 from .ring import FileStat, Ring, buffer_view
+from .selectable import SelectableFd
 from .stats import summarize
 
 log = logging.getLogger("uring")
@@ -98,22 +99,6 @@ def _pin_buffers(keep: Any, delta: int) -> None:
         for k in keep:
             if isinstance(k, DmaBuffer):
                 k._pin() if delta > 0 else k._unpin()
-
-
-class _Fd:
-    """An eventfd wrapped so curio keeps it registered between waits.
-
-    curio re-registers a bare int fd with epoll on every wait; an object with
-    ``fileno()`` stays registered (IO_URING_NOTES.md: 11.9 vs 8.1 us/op).
-    """
-
-    __slots__ = ("fd",)
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def fileno(self) -> int:
-        return self.fd
 
 
 class _Waiters(SchedBase):
@@ -216,7 +201,7 @@ class UringRing(Ring):
         if efd < 0:
             self._teardown()
             raise os_error(-efd, "eventfd")
-        self._efd = _Fd(efd)
+        self._efd = SelectableFd(efd)
         rc = lib.ur_register_eventfd(self._r, efd)
         if rc < 0:
             self._teardown()
@@ -583,9 +568,8 @@ class UringRing(Ring):
     async def fallocate(self, fd: int, offset: int, length: int, mode: int = 0, *,
                         name: str | None = None) -> None:
         if op.FALLOCATE not in self._supported:
-            if self._guarded:
-                self._precheck("fallocate", name)
-            return self._sync_call("fallocate", name, lib.ur_fallocate, fd, mode, offset, length)
+            return self._fallback("fallocate", name,
+                                  lambda: check_rc(lib.ur_fallocate(fd, mode, offset, length)))
         # FALLOCATE: the length travels in addr and the mode in len.
         await self._submit(op.FALLOCATE, fd, length, mode, offset, 0, None, -1, name)
 
@@ -605,12 +589,6 @@ class UringRing(Ring):
         except OSError as e:
             raise os_error(e.errno or 0, kind, name) from None
         self._fallback_ops[kind] = self._fallback_ops.get(kind, 0) + 1
-
-    def _sync_call(self, kind: str, name: Any, fn: Any, *args: Any) -> None:
-        rc = fn(*args)
-        self._fallback_ops[kind] = self._fallback_ops.get(kind, 0) + 1
-        if rc < 0:
-            raise os_error(-rc, kind, name)
 
     async def openat(self, path: str | os.PathLike, flags: int = os.O_RDONLY,
                      mode: int = 0o644, *, dir_fd: int = op.AT_FDCWD) -> int:
@@ -632,10 +610,7 @@ class UringRing(Ring):
                            int(ffi.cast("uintptr_t", raw)), flags, keep, -1, name)
         st = ffi.new("ur_stat *")
         lib.ur_stat_decode(raw, st)
-        return FileStat(size=st.size, mode=st.mode, ino=st.ino, nlink=st.nlink,
-                        blksize=st.blksize, blocks=st.blocks,
-                        mtime_ns=st.mtime_sec * 1_000_000_000 + st.mtime_nsec,
-                        dio_mem_align=st.dio_mem_align, dio_offset_align=st.dio_offset_align)
+        return FileStat.from_ur_stat(st)
 
     async def statx(self, path: str | os.PathLike, *, dir_fd: int = op.AT_FDCWD,
                     follow_symlinks: bool = True) -> FileStat:
