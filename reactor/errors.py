@@ -33,3 +33,33 @@ class MailboxClosed(ReactorError):
 
 class ShutdownRequested(ReactorError):
     """The reactor is shutting down (SIGINT/SIGTERM or an explicit request)."""
+
+
+class TopologyError(ReactorError):
+    """A topology is malformed (cycle, unknown input, dangling step, ...) or does not
+    match the state it is asked to restore; raised before anything runs."""
+
+
+class OperatorError(ActorError):
+    """An operator failed on an element (or in a lifecycle hook).
+
+    ``operator`` is the instance name (``"count/0"``), ``element`` the element
+    (None for hooks); ``__cause__`` the user's exception.
+    """
+
+    def __init__(self, operator: str, element: Any, cause: BaseException,
+                 phase: str = "handling") -> None:
+        self.operator = operator
+        self.element = element
+        text = repr(element)
+        if len(text) > 200:
+            text = text[:197] + "..."
+        what = f"on element {text}" if phase == "handling" else f"in {phase}"
+        ReactorError.__init__(self, f"operator {operator!r} failed {what}: "
+                                    f"{type(cause).__name__}: {cause}")
+        self.actor, self.message, self.phase = operator, element, phase
+        self.__cause__ = cause
+
+
+class CheckpointError(ReactorError):
+    """A checkpoint could not be taken or restored; the previous one is intact."""

@@ -59,6 +59,8 @@ class Reactor:
         self.timers = TimerService()
         self.actors: dict[str, Actor] = {}
         self.dead_letters: list[DeadLetter] = []
+        #: Dataflow jobs run in this reactor (see reactor.job).
+        self.jobs: list[Any] = []
         self.handle_signals = handle_signals
         self.stats_interval = stats_interval
         self.metrics_port = metrics_port
@@ -274,6 +276,31 @@ class Reactor:
         }
 
 
-def run(main: Callable[..., Any], *args: Any, **config: Any) -> Any:
-    """Run ``main(*args)`` on a new :class:`Reactor` built with ``config``; returns its result."""
+_REACTOR_OPTIONS = ("ring_entries", "io_backend", "slice", "stall_threshold", "handle_signals",
+                    "stats_interval", "metrics_port")
+
+
+def run(main: Any, *args: Any, **config: Any) -> Any:
+    """Run ``main(*args)`` on a new :class:`Reactor` built with ``config``; returns its result.
+
+    ``main`` may also be a :class:`~reactor.topology.Topology`: then the keyword
+    arguments are those of :class:`~reactor.job.JobConfig` (``state_dir``,
+    ``checkpoint_every``, ...) plus the reactor's (``stats_interval``,
+    ``metrics_port``, ...), the job restores from ``state_dir`` by itself, and
+    the result is a :class:`~reactor.job.JobResult` (None if stopped by a signal).
+    """
+    from .topology import Topology
+    if isinstance(main, Topology):
+        from .job import JobConfig, run_topology
+        if args:
+            raise TypeError("run(topology, ...) takes keyword arguments only")
+        reactor_cfg = {k: config.pop(k) for k in list(config) if k in _REACTOR_OPTIONS}
+        try:
+            job_cfg = JobConfig(**config)
+        except TypeError as exc:
+            raise TypeError(f"run(topology, ...): {exc}; job options are "
+                            f"{', '.join(f.name for f in JobConfig.__attrs_attrs__)}, reactor "
+                            f"options {', '.join(_REACTOR_OPTIONS)}") from None
+        main.validate()
+        return Reactor(**reactor_cfg).run(run_topology, main, job_cfg)
     return Reactor(**config).run(main, *args)
