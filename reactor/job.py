@@ -32,6 +32,7 @@ from typing import Any
 import attrs
 
 from statelets import Store, StoreConfig
+from statelets.tier import HeapTier
 from statelets.types import StateletContext
 from uring.curio_compat import curio
 
@@ -64,6 +65,8 @@ class JobConfig:
     #: Mailbox capacity of each instance, in batches.
     mailbox_batches: int = 16
     store_config: StoreConfig | None = None
+    #: Entries per statelet held as objects in memory (the heap tier) before writing back.
+    heap_entries: int = 1 << 18
     #: Run the store's compaction actor.
     compaction: bool = True
     #: Restore this epoch instead of the latest one.
@@ -444,7 +447,7 @@ class _OperatorInstance(_Receiver):
                                 f"Operator")
         op.name, op.index, op.parallelism = node.name, index, node.parallelism
         self.op = op
-        self.sctx = StateletContext(job.store, node.name)
+        self.sctx = StateletContext(job.store, node.name, tier=HeapTier(job.config.heap_entries))
         op.statelet_context = self.sctx
         self.ctx = Context(self, self.sctx)
         self.timers = KeyedTimers(node.name, self.name)

@@ -236,6 +236,21 @@ class Topology:
                               _check_parallelism(name, parallelism),
                               self._op_options(name, policy, max_restarts, on_late)))
 
+    def stateful_map(self, name: str, fn: Callable[[Any, Any], tuple[Any, Any]], *,
+                     parallelism: int = 1, input: str | None = None, policy: str = "escalate",
+                     max_restarts: int = 3) -> "Topology":
+        """Per key: ``fn(state, value) -> (new_state, output)``; emits ``(key, output)``.
+
+        The state starts as None for a new key; returning None as the new state
+        forgets the key. Needs a ``key_by`` upstream. Bytewax's contract, with
+        the state in a heap-tiered statelet (see :mod:`reactor.stateful_map`).
+        """
+        from .stateful_map import stateful_map
+        name = _check_name(name)
+        _check_callable(name, "stateful_map", fn)
+        return self.operator(name, stateful_map(fn), parallelism=parallelism, input=input,
+                             policy=policy, max_restarts=max_restarts)
+
     def connect(self, name: str, left: str, right: str, operator: Any, *, parallelism: int = 1,
                 policy: str = "escalate", max_restarts: int = 3,
                 on_late: str = "pass") -> "Topology":

@@ -45,6 +45,26 @@ __all__ = ["StateletContext", "Statelet", "Value", "Map", "Appender", "Reducer",
            "BoundAggregator", "store_prefix"]
 
 _UNSET = object()
+_ABSENT = object()      # heap tier: the key has no value in the store
+
+
+class _Packed(bytes):
+    """Heap tier: a value held encoded (mutable or unusual types)."""
+
+    __slots__ = ()
+
+
+def _heap_key(ck: Any, what: str) -> Any:
+    """The heap dict key of a current key: str/int as is (fast), others by encoding.
+
+    1 == 1.0 == True share a dict slot but are different store keys, so only
+    str and int are used directly; an encoded key is wrapped in a tuple, which
+    no str or int equals.
+    """
+    if ck is None:
+        raise StateletError(f"{what} needs a current key: declare key_by upstream (the current "
+                            f"element has no key, or its key function returned None)")
+    return ("\0", encode_key(ck, what))
 
 # Values that need no defensive copy when handed out as a default.
 _IMMUTABLE = (int, float, str, bytes, bool, type(None), complex, frozenset)
@@ -61,6 +81,13 @@ class StateletContext:
     store: Any
     namespace: str
     current_key: Any = None
+    #: A :class:`statelets.tier.HeapTier`: hot values held as objects, written back at flush().
+    tier: Any = None
+
+    async def flush(self) -> None:
+        """Write what the heap tier holds back to the store (no-op without a tier)."""
+        if self.tier is not None:
+            await self.tier.flush()
 
 
 def store_prefix(namespace: str, name: str) -> bytes:
@@ -143,7 +170,10 @@ class BoundStatelet:
     few attribute reads when the key repeats.
     """
 
-    __slots__ = ("statelet", "owner", "what", "_store", "_ns", "_prefix", "_ck", "_full")
+    __slots__ = ("statelet", "owner", "what", "_store", "_ns", "_prefix", "_ck", "_full",
+                 "_heap", "_dirty", "_sctx", "_tier")
+    #: Whether this kind of statelet can live in a heap tier.
+    _tierable = False
 
     def __init__(self, statelet: Statelet, owner: Any) -> None:
         self.statelet = statelet
@@ -154,6 +184,10 @@ class BoundStatelet:
         self._prefix = b""
         self._ck: Any = _UNSET  # the last current key, and _prefix + its encoding
         self._full = b""
+        self._heap: dict[Any, Any] | None = None   # heap tier: heap key -> value
+        self._dirty: dict[Any, Any] = {}            # heap key -> current key, changed entries
+        self._sctx: Any = None
+        self._tier: Any = None
 
     def _key(self) -> tuple[Any, bytes]:
         """(store, key bytes of this statelet under the current key)."""
@@ -194,6 +228,57 @@ class BoundStatelet:
         self._store, self._ns = store, namespace
         self._ck = _UNSET  # the prefix changed: re-derive the full key
         self._registered(store)
+        tier = getattr(ctx, "tier", None)
+        if tier is not None and self._tierable:
+            self._heap, self._dirty, self._sctx, self._tier = {}, {}, ctx, tier
+            tier.register(self)
+
+    def bind_now(self) -> None:
+        """Bind to the owner's statelet context now (normally done on first use)."""
+        self._rebind(getattr(self.owner, "statelet_context", None))
+
+    # -- heap tier ---------------------------------------------------------------------------
+    def _hk(self) -> tuple[Any, Any]:
+        """(heap key, current key) of the current element."""
+        ck = self._sctx.current_key
+        c = ck.__class__
+        return (ck if c is str or c is int else _heap_key(ck, self.what)), ck
+
+    async def _load(self, hk: Any, ck: Any) -> Any:
+        """Read a key missing from the heap from the store (held clean)."""
+        b = await self._store.get(self._store_key(ck))
+        v = _ABSENT if b is None else self._from_store(b)
+        heap = self._heap
+        if len(heap) >= self._tier.max_entries:  # type: ignore[arg-type]
+            await self._spill()
+        heap[hk] = v  # type: ignore[index]
+        return v
+
+    def _from_store(self, b: bytes) -> Any:
+        v = decode_value(b)
+        return v if v.__class__ in _IMMUTABLE else _Packed(b)
+
+    def _to_store(self, v: Any) -> bytes:
+        raise NotImplementedError
+
+    def _store_key(self, ck: Any) -> bytes:
+        return self._prefix + encode_key(ck, self.what)
+
+    async def _write_back(self) -> None:
+        dirty, self._dirty = self._dirty, {}
+        heap, store = self._heap, self._store
+        for hk, ck in dirty.items():
+            v = heap[hk]  # type: ignore[index]
+            if v is _ABSENT:
+                await store.delete(self._store_key(ck))
+            else:
+                await store.put(self._store_key(ck), self._to_store(v))
+
+    async def _spill(self) -> None:
+        """Over budget: write back and forget the held entries."""
+        await self._write_back()
+        self._heap.clear()  # type: ignore[union-attr]
+        self._tier.spills += 1
 
     def _registered(self, store: Any) -> None:
         """Hook: register merge functions with a store seen for the first time."""
@@ -241,9 +326,19 @@ class BoundValue(BoundStatelet):
 
     __slots__ = ()
     statelet: Value
+    _tierable = True
 
     async def get(self) -> Any:
         """The value under the current key, or the default."""
+        heap = self._heap
+        if heap is not None:
+            hk, ck = self._hk()
+            v = heap.get(hk, _UNSET)
+            if v is _UNSET:
+                v = await self._load(hk, ck)
+            if v is _ABSENT:
+                return self.statelet.make_default()
+            return decode_value(v) if v.__class__ is _Packed else v
         store, key = self._key()
         b = await store.get(key)
         if b is None:
@@ -252,13 +347,37 @@ class BoundValue(BoundStatelet):
 
     async def set(self, value: Any) -> None:
         """Store ``value`` under the current key."""
+        heap = self._heap
+        if heap is not None:
+            hk, ck = self._hk()
+            st = self.statelet
+            c = value.__class__
+            if c in _IMMUTABLE and (st.type is None or c is st.type or isinstance(value, st.type)):
+                if c is float or c is complex or c is frozenset:
+                    st.codec.encode(value, self.what)      # nan/inf and friends: same checks
+                heap[hk] = value
+            else:   # checked and encoded now: an unpicklable value fails here, not at a checkpoint
+                heap[hk] = _Packed(st.codec.encode(value, self.what))
+            self._dirty[hk] = ck
+            if len(heap) > self._tier.max_entries:
+                await self._spill()
+            return
         store, key = self._key()
         await store.put(key, self.statelet.codec.encode(value, self.what))
 
     async def clear(self) -> None:
         """Forget the value under the current key (``get`` returns the default again)."""
+        heap = self._heap
+        if heap is not None:
+            hk, ck = self._hk()
+            heap[hk] = _ABSENT
+            self._dirty[hk] = ck
+            return
         store, key = self._key()
         await store.delete(key)
+
+    def _to_store(self, v: Any) -> bytes:
+        return bytes(v) if v.__class__ is _Packed else self.statelet.codec.encode(v, self.what)
 
 
 Value._bound_class = BoundValue
@@ -535,21 +654,65 @@ class BoundReducer(BoundStatelet):
 
         store.register_merge(self._prefix, reduce_merge)
 
+    _tierable = True
+
     async def add(self, x: Any) -> None:
         """Fold ``x`` into the value under the current key."""
+        heap = self._heap
+        if heap is not None:
+            hk, ck = self._hk()
+            st = self.statelet
+            if not (x.__class__ in _IMMUTABLE and (st.type is None or isinstance(x, st.type))):
+                st.codec.encode(x, self.what)       # type and picklability checks, now
+            acc = heap.get(hk, _UNSET)
+            if acc is _UNSET:
+                acc = await self._load(hk, ck)
+            if acc is _ABSENT:
+                acc = x
+            else:
+                try:
+                    acc = st.fn(acc, x)
+                except Exception as e:
+                    e.add_note(f"in the reduce function of {self.what}")
+                    raise
+            heap[hk] = acc
+            self._dirty[hk] = ck
+            return
         store, key = self._key()
         await store.merge(key, self.statelet.codec.encode(x, self.what))
 
     async def get(self) -> Any:
-        """The reduced value under the current key, or None if nothing was added."""
+        """The reduced value under the current key, or None if nothing was added.
+
+        With a heap tier the object itself is returned: don't mutate it.
+        """
+        heap = self._heap
+        if heap is not None:
+            hk, ck = self._hk()
+            acc = heap.get(hk, _UNSET)
+            if acc is _UNSET:
+                acc = await self._load(hk, ck)
+            return None if acc is _ABSENT else acc
         store, key = self._key()
         b = await store.get(key)
         return None if b is None else decode_value(b)
 
     async def clear(self) -> None:
         """Forget the reduced value under the current key."""
+        heap = self._heap
+        if heap is not None:
+            hk, ck = self._hk()
+            heap[hk] = _ABSENT
+            self._dirty[hk] = ck
+            return
         store, key = self._key()
         await store.delete(key)
+
+    def _from_store(self, b: bytes) -> Any:
+        return decode_value(b)
+
+    def _to_store(self, v: Any) -> bytes:
+        return encode_value(v, f"{self.what}: result of its reduce function")
 
 
 Reducer._bound_class = BoundReducer
@@ -621,13 +784,47 @@ class BoundAggregator(BoundStatelet):
 
         store.register_merge(self._prefix, aggregate_merge)
 
+    _tierable = True
+
     async def add(self, x: Any) -> None:
         """Add input ``x`` to the accumulator under the current key."""
+        heap = self._heap
+        if heap is not None:
+            hk, ck = self._hk()
+            agg = self.statelet
+            if not (x.__class__ in _IMMUTABLE and (agg.type is None or isinstance(x, agg.type))):
+                agg.codec.encode(x, self.what)      # type and picklability checks, now
+            acc = heap.get(hk, _UNSET)
+            if acc is _UNSET:
+                acc = await self._load(hk, ck)
+            try:
+                if acc is _ABSENT:
+                    acc = agg.create()
+                    encode_value(acc, f"{self.what}: accumulator")   # picklable, checked once
+                acc = agg.add(acc, x)
+            except (StateletError, CodecError):
+                raise
+            except Exception as e:
+                e.add_note(f"in the aggregate functions of {self.what}")
+                raise
+            heap[hk] = acc
+            self._dirty[hk] = ck
+            return
         store, key = self._key()
         await store.merge(key, _INPUT + self.statelet.codec.encode(x, self.what))
 
     async def get(self) -> Any:
         """``result(acc)`` under the current key, or None if nothing was added."""
+        heap = self._heap
+        if heap is not None:
+            hk, ck = self._hk()
+            acc = heap.get(hk, _UNSET)
+            if acc is _UNSET:
+                acc = await self._load(hk, ck)
+            if acc is _ABSENT:
+                return None
+            result = self.statelet.result
+            return acc if result is None else result(acc)
         store, key = self._key()
         b = await store.get(key)
         if b is None:
@@ -638,8 +835,20 @@ class BoundAggregator(BoundStatelet):
 
     async def clear(self) -> None:
         """Forget the accumulator under the current key."""
+        heap = self._heap
+        if heap is not None:
+            hk, ck = self._hk()
+            heap[hk] = _ABSENT
+            self._dirty[hk] = ck
+            return
         store, key = self._key()
         await store.delete(key)
+
+    def _from_store(self, b: bytes) -> Any:
+        return decode_value(memoryview(b)[1:])
+
+    def _to_store(self, v: Any) -> bytes:
+        return _ACC + encode_value(v, f"{self.what}: accumulator")
 
 
 Aggregator._bound_class = BoundAggregator
