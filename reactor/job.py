@@ -100,6 +100,9 @@ class JobResult:
     late_dropped: int
     checkpoints: list[dict[str, Any]]
     operators: dict[str, dict[str, Any]]
+    #: How long each operator instance was held up by each checkpoint (first barrier
+    #: to the commit releasing it), in ms.
+    checkpoint_pauses_ms: list[float] = attrs.Factory(list)
 
 
 class _Restart(Exception):
@@ -867,7 +870,9 @@ class Job:
             restored_from=self.restored_from,
             elements_in=sum(s.elements_in for s in self.sources), seconds=seconds,
             restarts=self.restarts, dead_letters=list(self.dead_letters), late_dropped=late,
-            checkpoints=list(self.coordinator.history), operators=ops)
+            checkpoints=list(self.coordinator.history), operators=ops,
+            checkpoint_pauses_ms=[round(p * 1e3, 3) for inst in self.instances
+                                  if inst.kind == "operator" for p in inst.pauses])
 
 
 async def run_topology(topology: Topology, config: JobConfig) -> JobResult:

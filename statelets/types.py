@@ -233,6 +233,11 @@ class BoundStatelet:
             self._heap, self._dirty, self._sctx, self._tier = {}, {}, ctx, tier
             tier.register(self)
 
+    def _first_use(self) -> dict[Any, Any] | None:
+        """Bind on the first call, so that a heap tier is in place before any access."""
+        self._rebind(getattr(self.owner, "statelet_context", None))
+        return self._heap
+
     def bind_now(self) -> None:
         """Bind to the owner's statelet context now (normally done on first use)."""
         self._rebind(getattr(self.owner, "statelet_context", None))
@@ -330,7 +335,7 @@ class BoundValue(BoundStatelet):
 
     async def get(self) -> Any:
         """The value under the current key, or the default."""
-        heap = self._heap
+        heap = self._heap if self._store is not None else self._first_use()
         if heap is not None:
             hk, ck = self._hk()
             v = heap.get(hk, _UNSET)
@@ -347,7 +352,7 @@ class BoundValue(BoundStatelet):
 
     async def set(self, value: Any) -> None:
         """Store ``value`` under the current key."""
-        heap = self._heap
+        heap = self._heap if self._store is not None else self._first_use()
         if heap is not None:
             hk, ck = self._hk()
             st = self.statelet
@@ -367,7 +372,7 @@ class BoundValue(BoundStatelet):
 
     async def clear(self) -> None:
         """Forget the value under the current key (``get`` returns the default again)."""
-        heap = self._heap
+        heap = self._heap if self._store is not None else self._first_use()
         if heap is not None:
             hk, ck = self._hk()
             heap[hk] = _ABSENT
@@ -658,7 +663,7 @@ class BoundReducer(BoundStatelet):
 
     async def add(self, x: Any) -> None:
         """Fold ``x`` into the value under the current key."""
-        heap = self._heap
+        heap = self._heap if self._store is not None else self._first_use()
         if heap is not None:
             hk, ck = self._hk()
             st = self.statelet
@@ -686,7 +691,7 @@ class BoundReducer(BoundStatelet):
 
         With a heap tier the object itself is returned: don't mutate it.
         """
-        heap = self._heap
+        heap = self._heap if self._store is not None else self._first_use()
         if heap is not None:
             hk, ck = self._hk()
             acc = heap.get(hk, _UNSET)
@@ -699,7 +704,7 @@ class BoundReducer(BoundStatelet):
 
     async def clear(self) -> None:
         """Forget the reduced value under the current key."""
-        heap = self._heap
+        heap = self._heap if self._store is not None else self._first_use()
         if heap is not None:
             hk, ck = self._hk()
             heap[hk] = _ABSENT
@@ -788,7 +793,7 @@ class BoundAggregator(BoundStatelet):
 
     async def add(self, x: Any) -> None:
         """Add input ``x`` to the accumulator under the current key."""
-        heap = self._heap
+        heap = self._heap if self._store is not None else self._first_use()
         if heap is not None:
             hk, ck = self._hk()
             agg = self.statelet
@@ -815,7 +820,7 @@ class BoundAggregator(BoundStatelet):
 
     async def get(self) -> Any:
         """``result(acc)`` under the current key, or None if nothing was added."""
-        heap = self._heap
+        heap = self._heap if self._store is not None else self._first_use()
         if heap is not None:
             hk, ck = self._hk()
             acc = heap.get(hk, _UNSET)
@@ -835,7 +840,7 @@ class BoundAggregator(BoundStatelet):
 
     async def clear(self) -> None:
         """Forget the accumulator under the current key."""
-        heap = self._heap
+        heap = self._heap if self._store is not None else self._first_use()
         if heap is not None:
             hk, ck = self._hk()
             heap[hk] = _ABSENT
