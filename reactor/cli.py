@@ -430,18 +430,35 @@ async def _restore(state_dir: str, epoch: int) -> dict[str, Any]:
         await store.close()
 
 
+class _DropRecords(logging.Filter):
+    """Drops log records whose message contains ``text``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
 def cmd_restore(args: argparse.Namespace) -> int:
     """``reactor restore D --epoch N``."""
     state_dir = _require_store(args.state_dir)
     _require_epoch(state_dir, args.epoch)
     if _lock_held(state_dir):
         raise _in_use_error(state_dir)
+    # The store logs that the checkpoint discards the later ones; we say it below.
+    quiet = _DropRecords("discards later checkpoints")
+    store_log = logging.getLogger("statelets.store")
+    store_log.addFilter(quiet)
     try:
         r = _run_in_reactor(_restore, state_dir, args.epoch)
     except CliError:
         raise
     except Exception as exc:
         raise _store_error(exc, state_dir, args.epoch) from exc
+    finally:
+        store_log.removeFilter(quiet)
     meta = r["meta"]
     job = meta.get("job", "?")
     if r["noop"]:

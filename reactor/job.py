@@ -19,6 +19,7 @@ output at the barrier and make it visible at the commit.
 """
 from __future__ import annotations
 
+import gc
 import inspect
 import logging
 import math
@@ -848,6 +849,7 @@ class Job:
         tasks = [await s.spawn(supervised, inst, daemon=True) for inst in self.instances]
         for inst, t in zip(self.instances, tasks):
             inst.task = t
+            t.actor_name = inst.name        # stall reports and stats name the instance
         ticker = await s.spawn(self.coordinator.run, daemon=True)
         try:
             await done.wait()
@@ -893,6 +895,11 @@ async def run_topology(topology: Topology, config: JobConfig) -> JobResult:
     restarts = 0
     t0 = time.perf_counter()
     dead: list[Any] = []
+    # Objects alive now (modules, the user's input data) will outlive the job:
+    # freezing them keeps full collections from walking them again and again,
+    # which otherwise stalls the core for milliseconds at a time.
+    gc.collect()
+    gc.freeze()
     try:
         while True:
             try:
@@ -924,5 +931,6 @@ async def run_topology(topology: Topology, config: JobConfig) -> JobResult:
                 await store.close()
             config = attrs.evolve(config, epoch=None)   # a restart resumes the latest epoch
     finally:
+        gc.unfreeze()
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)

@@ -134,6 +134,26 @@ class QueueQuota:
         self.queue.charge_io(nbytes)
 
 
+def _innermost(coro: Any) -> tuple[str, int] | None:
+    """(file, line) where a suspended coroutine chain is waiting: the innermost frame.
+
+    A stall report should point at the code that ran long, not at the task's
+    outermost wrapper.
+    """
+    where = None
+    seen = 0
+    while coro is not None and seen < 100:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            break
+        if where is not None and "/curio/" in frame.f_code.co_filename:
+            break                       # the trap itself says nothing about who ran long
+        where = (frame.f_code.co_filename, frame.f_lineno)
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        seen += 1
+    return where
+
+
 def _check_shares(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError(f"task queue {name!r}: shares must be a positive number, got {value!r}")
@@ -240,10 +260,12 @@ class Scheduler(Activation):
         task._tq.tasks -= 1
 
     def _report_stall(self, task: Any, q: TaskQueue, dt: float) -> None:
-        try:
-            where = task.where()
-        except Exception:
-            where = None
+        where = _innermost(getattr(task, "coro", None))
+        if where is None:
+            try:
+                where = task.where()
+            except Exception:
+                where = None
         if where and where[0] is not None:
             at = f"{where[0]}:{where[1]}"
         else:                           # the task ended in this run: name its function
