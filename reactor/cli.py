@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import errno
 import fcntl
-import inspect as _inspect
+import inspect as _pyinspect
 import logging
 import os
 import runpy
@@ -54,8 +54,16 @@ class _Parser(argparse.ArgumentParser):
 # ------------------------------------------------------------------------------ helpers
 
 def _flat(text: Any) -> str:
-    """A message on one line (some core messages list problems on several)."""
-    return " ".join(str(text).replace(" - ", " ").split())
+    """A message on one line (some core messages list problems on several, as "- ..." items)."""
+    out = ""
+    for ln in str(text).splitlines():
+        ln = " ".join(ln.split())
+        if ln.startswith("- "):
+            ln = ln[2:]
+        if not ln:
+            continue
+        out = ln if not out else out + (" " if out.endswith(":") else "; ") + ln
+    return out
 
 
 def _positive_float(text: str) -> float:
@@ -212,8 +220,8 @@ def _store_error(exc: BaseException, state_dir: str, epoch: int | None) -> CliEr
     if isinstance(exc, StateletError) and "LOCK held" in text:
         return _in_use_error(state_dir)
     if isinstance(exc, CorruptionError):
-        return CliError(f"checkpoint {'of epoch ' + str(epoch) if epoch is not None else ''} in "
-                        f"{state_dir!r} is damaged: {text}".replace("  ", " "),
+        which = f"the checkpoint of epoch {epoch}" if epoch is not None else "the latest checkpoint"
+        return CliError(f"{which} in {state_dir!r} is damaged: {text}",
                         f"open an older retained epoch with --epoch (`reactor snapshots "
                         f"{state_dir}` lists them)")
     return CliError(f"cannot open the state dir {state_dir!r}: {type(exc).__name__}: {text}",
@@ -268,7 +276,7 @@ def load_topology(path: str) -> Any:
     build = ns.get("build_topology")
     if callable(build):
         try:
-            required = [p for p in _inspect.signature(build).parameters.values()
+            required = [p for p in _pyinspect.signature(build).parameters.values()
                         if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY,
                                                                p.POSITIONAL_OR_KEYWORD,
                                                                p.KEYWORD_ONLY)]
@@ -342,9 +350,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OperatorError as exc:
         raise CliError(_flat(exc), f"fix the operator (--debug shows the traceback){resume}") from exc
     except CheckpointError as exc:
+        from statelets import CorruptionError
         text = _flat(exc)
         if "LOCK held" in text and state_dir:
             raise _in_use_error(state_dir) from exc
+        # (reactor.run re-raises with `from None`, which drops __cause__: match the text too.)
+        damaged = isinstance(exc.__cause__, CorruptionError) or (
+            text.startswith("cannot open the state dir")
+            and any(w in text for w in ("MANIFEST", "corrupt", "checksum", "torn")))
+        if damaged and state_dir:
+            raise CliError(text, f"resume from an older retained epoch: `reactor run {args.file} "
+                                 f"--state-dir {state_dir} --epoch N`, or make it the latest with "
+                                 f"`reactor restore {state_dir} --epoch N` (`reactor snapshots "
+                                 f"{state_dir}` lists them)") from exc
         raise CliError(text, f"fix the cause and run again (--debug shows the traceback)"
                              f"{resume}") from exc
     except (ActorError, ReactorError) as exc:
@@ -390,7 +408,7 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
         try:
             m = _read_manifest(state_dir, e)
         except CorruptionError as exc:
-            rows.append([str(e), "?", "?", f"damaged MANIFEST: {_flat(exc)}", "?", "?", ""])
+            rows.append([str(e), "?", "?", "?", "?", "?", f"DAMAGED: {_flat(exc)}"])
             continue
         if m is None:
             continue
@@ -444,9 +462,9 @@ class _DropRecords(logging.Filter):
 def cmd_restore(args: argparse.Namespace) -> int:
     """``reactor restore D --epoch N``."""
     state_dir = _require_store(args.state_dir)
-    _require_epoch(state_dir, args.epoch)
     if _lock_held(state_dir):
         raise _in_use_error(state_dir)
+    _require_epoch(state_dir, args.epoch)
     # The store logs that the checkpoint discards the later ones; we say it below.
     quiet = _DropRecords("discards later checkpoints")
     store_log = logging.getLogger("statelets.store")
@@ -523,10 +541,10 @@ async def _inspect(state_dir: str, epoch: int | None) -> dict[str, Any]:
 def cmd_inspect(args: argparse.Namespace) -> int:
     """``reactor inspect D [--epoch N]``."""
     state_dir = _require_store(args.state_dir)
-    if args.epoch is not None:
-        _require_epoch(state_dir, args.epoch)
     if _lock_held(state_dir):
         raise _in_use_error(state_dir)
+    if args.epoch is not None:
+        _require_epoch(state_dir, args.epoch)
     if not _retained(state_dir):
         raise CliError(f"{state_dir!r} has no committed checkpoint to inspect",
                        "run a job with --state-dir until it commits an epoch")
@@ -660,6 +678,10 @@ def _setup_logging(debug: bool) -> None:
         h.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
         root.addHandler(h)
     root.setLevel(logging.INFO if debug else logging.WARNING)
+    if not debug:
+        # curio logs the traceback of a job's failed main task ("Task Crash")
+        # although reactor.run re-raises the error, which we report on one line.
+        logging.getLogger("curio.kernel").addFilter(_DropRecords("Task Crash"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -42,6 +42,7 @@ from .checkpoint import Coordinator
 from .errors import CheckpointError, OperatorError, ReactorError, TopologyError
 from .events import INF, TICK, Barrier, DataBatch, Tick, Watermark
 from .keyed_timers import KeyedTimers
+from .store_gate import GatedStore
 from .operator import Batch, Context, Operator
 from .partition import Partitioner
 from .topology import Edge, Node, Plan, Topology
@@ -264,9 +265,18 @@ class _Instance:
                 await o.broadcast(make)
 
     def stats(self) -> dict[str, Any]:
+        """Figures in the shape of actor stats (so the live view and metrics show them)."""
         p = sorted(self.pauses)
-        return {"kind": self.kind, "in": self.elements_in, "out": self.elements_out,
-                "busy_s": round(self.busy, 6),
+        mb = getattr(self, "mailbox", None)
+        return {"kind": self.kind, "queue": self.task._tq.name if self.task is not None else None,
+                "messages_in": self.elements_in, "messages_out": self.elements_out,
+                "handler_time_s": round(self.busy, 6),
+                "mailbox_depth": len(mb) if mb is not None else 0,
+                "mailbox_high_water": mb.high_water if mb is not None else 0,
+                "mailbox_capacity": mb.capacity if mb is not None else 0,
+                "blocked_s": round(mb.blocked_time, 6) if mb is not None else 0.0,
+                "failures": 0, "restarts": self.job.restarts,
+                "running": self.task is not None and not self.task.terminated,
                 "checkpoint_pause_max_ms": round(p[-1] * 1e3, 3) if p else None}
 
 
@@ -451,7 +461,8 @@ class _OperatorInstance(_Receiver):
                                 f"Operator")
         op.name, op.index, op.parallelism = node.name, index, node.parallelism
         self.op = op
-        self.sctx = StateletContext(job.store, node.name, tier=HeapTier(job.config.heap_entries))
+        self.store = GatedStore(job.store, job.coordinator)
+        self.sctx = StateletContext(self.store, node.name, tier=HeapTier(job.config.heap_entries))
         op.statelet_context = self.sctx
         self.ctx = Context(self, self.sctx)
         self.timers = KeyedTimers(node.name, self.name)
@@ -491,7 +502,7 @@ class _OperatorInstance(_Receiver):
             for name, (values, times) in side.items():
                 await self._send(name, values, times)
         if self.timers.dirty:
-            await self.timers.persist(self.job.store)
+            await self.timers.persist(self.store)
 
     def _arm_processing(self, t: float) -> None:
         if self._armed is not None:
@@ -632,16 +643,26 @@ class _OperatorInstance(_Receiver):
             await self._call(self.op.on_stop, self.ctx, phase="on_stop")
             await self._flush()
         job = self.job
-        await self.timers.persist(job.store)
+        store = self.store
+        if store.epoch is not None:      # the previous epoch's gate (committed by now)
+            await store._wait()
+        if store.waited and self.pauses:  # writes held up by the previous epoch's commit
+            self.pauses[-1] += store.waited
+        store.waited = 0.0
+        await self.timers.persist(store)
         await job.flush_state(self.op)
         await self._control(lambda c: Barrier(c, epoch, final))
         await job.coordinator.ack(self, epoch, None)
-        await job.coordinator.wait_committed(epoch)
+        if final:
+            await job.coordinator.wait_committed(epoch)
+        else:
+            # Go on processing; writes to the store wait for the commit (GatedStore).
+            store.epoch = epoch
         self.pauses.append(time.perf_counter() - self.barrier_t0)
 
     async def run(self) -> None:
         job = self.job
-        n = await self.timers.load(job.store, self.index, self.parallelism)
+        n = await self.timers.load(self.store, self.index, self.parallelism)
         if n:
             log.info("%s: restored %d timers", self.name, n)
         await self._call(self.op.on_start, self.ctx, phase="on_start")

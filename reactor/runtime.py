@@ -268,7 +268,10 @@ class Reactor:
         """A JSON-able snapshot: queues, actors, timers, ring I/O, stalls."""
         return {
             "queues": self.scheduler.stats(),
-            "actors": {name: a.stats() for name, a in self.actors.items()},
+            # Dataflow instances report in the shape of actors (live view, metrics).
+            "actors": {**{name: a.stats() for name, a in self.actors.items()},
+                       **{i.name: i.stats() for job in self.jobs for i in job.instances}},
+            "checkpoints": [c for job in self.jobs for c in job.coordinator.history[-5:]],
             "timers": self.timers.stats(),
             "io": self.ring.stats() if self.ring is not None else None,
             "stalls": list(self.scheduler.stalls),

@@ -214,7 +214,7 @@ class Session(WindowAssigner):
 
 # ------------------------------------------------------------------------------ results
 
-@attrs.frozen
+@attrs.frozen(order=True)
 class Window:
     """A window ``[start, end)`` as ``window_process`` functions see it."""
 
