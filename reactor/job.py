@@ -19,7 +19,6 @@ output at the barrier and make it visible at the commit.
 """
 from __future__ import annotations
 
-import gc
 import inspect
 import logging
 import math
@@ -379,7 +378,10 @@ class _SourceInstance(_Instance):
     async def run(self) -> None:
         job = self.job
         src = self.source
-        self.reader = src.open(self.index, self.parallelism, self.offset)
+        try:
+            self.reader = src.open(self.index, self.parallelism, self.offset)
+        except Exception as exc:
+            raise OperatorError(self.name, None, exc, phase=f"opening {src.describe()}") from exc
         ts_fn = self.opts["timestamp"]
         lag = self.opts["max_out_of_orderness"]
         idle_timeout = self.opts["idle_timeout"]
@@ -397,7 +399,13 @@ class _SourceInstance(_Instance):
                     if not self.requests:
                         await self._event.wait()
                     continue
-                batch = await self.reader.read(batch_size)
+                try:
+                    batch = await self.reader.read(batch_size)
+                except (OperatorError, curio.CancelledError):
+                    raise
+                except Exception as exc:
+                    raise OperatorError(self.name, None, exc,
+                                        phase=f"reading {src.describe()}") from exc
                 if batch is None:
                     self.done = True
                     await self._control(lambda ch: Watermark(ch, INF))
@@ -743,12 +751,27 @@ class _SinkInstance(_Receiver):
                 if cls is DataBatch:
                     self.elements_in += len(item.values)
                     t0 = time.perf_counter()
-                    await writer.write(item.values, item.times)
+                    try:
+                        await writer.write(item.values, item.times)
+                    except curio.CancelledError:
+                        raise
+                    except Exception as exc:
+                        raise OperatorError(self.name, item.values[0], exc,
+                                            phase="writing a batch starting with "
+                                                  f"{item.values[0]!r:.80}") from exc
                     self.busy += time.perf_counter() - t0
                 elif cls is Barrier:
                     if self._on_barrier(item):
                         epoch, final = self._aligned(queue)
-                        state = await writer.prepare(epoch)
+                        try:
+                            state = await writer.prepare(epoch)
+                        except curio.CancelledError:
+                            raise
+                        except Exception as exc:
+                            raise CheckpointError(
+                                f"sink {self.name!r} could not prepare epoch {epoch}: "
+                                f"{type(exc).__name__}: {exc}; the last committed epoch "
+                                f"({job.coordinator.committed}) is intact") from exc
                         await job.coordinator.ack(self, epoch, state)
                         self.pauses.append(time.perf_counter() - self.barrier_t0)
                         if final:
@@ -916,11 +939,6 @@ async def run_topology(topology: Topology, config: JobConfig) -> JobResult:
     restarts = 0
     t0 = time.perf_counter()
     dead: list[Any] = []
-    # Objects alive now (modules, the user's input data) will outlive the job:
-    # freezing them keeps full collections from walking them again and again,
-    # which otherwise stalls the core for milliseconds at a time.
-    gc.collect()
-    gc.freeze()
     try:
         while True:
             try:
@@ -952,6 +970,5 @@ async def run_topology(topology: Topology, config: JobConfig) -> JobResult:
                 await store.close()
             config = attrs.evolve(config, epoch=None)   # a restart resumes the latest epoch
     finally:
-        gc.unfreeze()
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)

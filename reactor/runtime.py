@@ -9,6 +9,7 @@ raises that :class:`~reactor.errors.ActorError`.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -186,9 +187,13 @@ class Reactor:
             await curio.sleep(0)        # end the startup run (ring setup, arena)...
             s.detect_stalls = True      # ...so that it is not reported as a stall
             try:
-                self._main_task = await s.spawn(main, *args, queue=s.default)
+                self._main_task = await s.spawn(_guarded_main, main, args, queue=s.default)
                 try:
                     result = await self._main_task.join()
+                    if isinstance(result, _MainFailed):
+                        if self.failure is None:
+                            raise result.error
+                        result = None
                 except curio.TaskError as e:
                     cause = e.__cause__
                     if self.failure is not None:
@@ -279,6 +284,24 @@ class Reactor:
         }
 
 
+class _MainFailed:
+    """What main raised, handed to run() as a result (curio would log a task crash)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+async def _guarded_main(main: Callable[..., Any], args: tuple) -> Any:
+    try:
+        return await main(*args)
+    except (curio.CancelledError, SystemExit, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        return _MainFailed(exc)
+
+
 _REACTOR_OPTIONS = ("ring_entries", "io_backend", "slice", "stall_threshold", "handle_signals",
                     "stats_interval", "metrics_port")
 
@@ -305,5 +328,13 @@ def run(main: Any, *args: Any, **config: Any) -> Any:
                             f"{', '.join(f.name for f in JobConfig.__attrs_attrs__)}, reactor "
                             f"options {', '.join(_REACTOR_OPTIONS)}") from None
         main.validate()
-        return Reactor(**reactor_cfg).run(run_topology, main, job_cfg)
+        # Objects alive now (modules, the user's input data) will outlive the job:
+        # frozen, full collections stop walking them again and again, which
+        # otherwise stalls the core for milliseconds at a time.
+        gc.collect()
+        gc.freeze()
+        try:
+            return Reactor(**reactor_cfg).run(run_topology, main, job_cfg)
+        finally:
+            gc.unfreeze()
     return Reactor(**config).run(main, *args)

@@ -99,6 +99,7 @@ __all__ = [
 _LATE_MODES = ("drop", "side")
 _MISSING = object()
 _NEG_INF = -math.inf
+_isfinite = math.isfinite
 
 
 class WindowError(ReactorError):
@@ -259,6 +260,8 @@ class WindowOperator(Operator):
 
     #: Elements of this instance dropped (or sent to "late") beyond allowed lateness.
     late_dropped: int = 0
+    #: Whether windows hold accumulators updated by ``_first``/``_fold`` (inlined).
+    _inline_acc = False
 
     # -- hooks of the concrete kinds ------------------------------------------------------
     async def _add(self, ctx: Context, state: dict, w: tuple, value: Any) -> None:
@@ -276,10 +279,11 @@ class WindowOperator(Operator):
     # -- elements -------------------------------------------------------------------------
     async def on_element(self, value: Any, ctx: Context) -> None:
         ts = ctx.timestamp
-        if ts.__class__ is not int and (ts is None or isinstance(ts, bool)
-                                        or not isinstance(ts, (int, float))
-                                        or not math.isfinite(ts)):
-            self._bad_timestamp(value, ts)
+        cls = ts.__class__
+        if (cls is not float and cls is not int) or not _isfinite(ts):
+            if (not isinstance(ts, (int, float)) or isinstance(ts, bool)
+                    or not _isfinite(ts)):
+                self._bad_timestamp(value, ts)
         state = await self.windows.get()
         if state is None:
             state = {}
@@ -295,19 +299,26 @@ class WindowOperator(Operator):
             return
         fire: list[tuple] | None = None
         accepted = False
+        inline = self._inline_acc
         for w in self.assigner.assign(ts):
             end = w[1]
             if end + lateness <= wm:        # purged already
                 continue
             accepted = True
-            await self._add(ctx, state, w, value)
+            if inline:                      # accumulators: no coroutine per window
+                acc = state.get(w, _MISSING)
+                new = acc is _MISSING
+                state[w] = self._first(value) if new else self._fold(acc, value)
+            else:
+                new = w not in state
+                await self._add(ctx, state, w, value)
             if end <= wm:
                 if fire is None:
                     fire = []
                 fire.append(w)
-            else:
+            elif new:                       # an existing window has its timers already
                 ctx.register_event_timer(end)
-            if lateness:
+            if new and lateness:
                 ctx.register_event_timer(end + lateness)
         if not accepted:
             self._late(value, ctx)
@@ -391,6 +402,8 @@ class WindowOperator(Operator):
 
 class _AccWindowOperator(WindowOperator):
     """Windows holding one accumulator each (reduce and aggregate)."""
+
+    _inline_acc = True
 
     @staticmethod
     def _first(value: Any) -> Any:
