@@ -25,7 +25,7 @@ $(VENV)/.installed-test: $(PY) $(BUILD_INPUTS)
 	@touch $(VENV)/.installed $@
 
 demo: $(VENV)/.installed
-	$(PY) samples/uring_demo.py
+	$(PY) samples/demo.py
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q

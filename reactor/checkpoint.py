@@ -9,6 +9,7 @@ commit leaves the previous checkpoint as the one a restore finds.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 
@@ -96,9 +97,13 @@ class Coordinator:
         assert epoch is not None
         t_aligned = time.perf_counter()
         sources = {s.name: self.acks[s.name] for s in job.sources}
+        # -inf (no watermark yet) has no JSON form: such sources are left out.
+        wms = {s.name: s.barrier_wm.pop(epoch, -math.inf) for s in job.sources}
+        watermarks = {k: v for k, v in wms.items() if v > -math.inf}
         sinks = {s.name: self.acks[s.name] for s in job.sinks}
         metadata = {"version": METADATA_VERSION, "job": job.topology.name,
                     "topology": job.plan.fingerprint(), "sources": sources, "sinks": sinks,
+                    "watermarks": watermarks,
                     "committed_at": time.time()}
         try:
             manifest = await job.store.checkpoint(epoch, metadata)

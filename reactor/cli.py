@@ -247,6 +247,7 @@ def load_topology(path: str) -> Any:
                        "`reactor run samples/wordcount.py`")
     # As `python FILE` does: the file's directory comes first on sys.path.
     sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+    argv, sys.argv = sys.argv, [path]
     try:
         ns = runpy.run_path(path, run_name="__reactor__")
     except SystemExit as exc:
@@ -259,6 +260,8 @@ def load_topology(path: str) -> Any:
         raise CliError(f"{path} failed while it was being loaded: {type(exc).__name__}: "
                        f"{_flat(exc)}",
                        "fix the error in the file (run with --debug for the traceback)") from exc
+    finally:
+        sys.argv = argv
     hint = ("assign the topology to a global named `topology`, or define a zero-argument "
             "`build_topology()` that returns it")
     topo = ns.get("topology")
@@ -418,7 +421,7 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
             note.append(f"restore of epoch {meta['restored_from_epoch']}")
         if e == epochs[-1]:
             note.append("latest: the next run resumes here")
-        rows.append([str(e), _when(meta.get("committed_at", m.created)), str(meta.get("job", "-")),
+        rows.append([str(e), _when(m.created), str(meta.get("job", "-")),
                      _offsets_text(meta), _size(m.bytes_linked), str(m.live_keys),
                      "; ".join(note)])
     print(f"{state_dir}: {len(rows)} retained checkpoint(s){status}")
@@ -560,7 +563,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     which = "the latest" if r["epoch"] == latest else f"latest is {latest}"
     print(f"state dir:  {os.path.abspath(state_dir)}")
     print(f"checkpoint: epoch {r['epoch']} ({which}; retained {_epochs_text(r['checkpoints'])}), "
-          f"committed {_when(meta.get('committed_at', m.created))}, job {meta.get('job', '?')!r}")
+          f"committed {_when(m.created)}, job {meta.get('job', '?')!r}")
     print(f"sources:    {_offsets_text(meta, 200)}")
     print()
     # Operators of the checkpointed topology, also those without state.

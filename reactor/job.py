@@ -63,8 +63,9 @@ class JobConfig:
     checkpoint_every_elements: int | None = None
     #: Committed checkpoints to keep.
     keep_checkpoints: int = 3
-    #: Mailbox capacity of each instance, in batches.
-    mailbox_batches: int = 16
+    #: Mailbox capacity of each instance, in batches: what a barrier may queue behind
+    #: (alignment time), and what keeps a pipeline busy (throughput).
+    mailbox_batches: int = 4
     store_config: StoreConfig | None = None
     #: Entries per statelet held as objects in memory (the heap tier) before writing back.
     heap_entries: int = 1 << 18
@@ -347,7 +348,8 @@ class _Receiver(_Instance):
 class _SourceInstance(_Instance):
     kind = "source"
 
-    def __init__(self, job: "Job", node: Node, index: int, offset: Any) -> None:
+    def __init__(self, job: "Job", node: Node, index: int, offset: Any,
+                 watermark: float | None = None) -> None:
         super().__init__(job, node, index)
         self.source = node.fn
         self.offset = offset
@@ -357,6 +359,13 @@ class _SourceInstance(_Instance):
         self.done = False
         self.wm = -INF
         self.max_ts = -INF
+        # A restore resumes the watermark too: elements late before a crash stay late.
+        self.restored_wm = watermark
+        if watermark is not None:
+            self.wm = watermark
+            self.max_ts = watermark + node.options["max_out_of_orderness"]
+        #: The watermark sent before each epoch's barrier (recorded in the checkpoint).
+        self.barrier_wm: dict[int, float] = {}
         self.reader: Any = None
 
     async def request(self, epoch: int, final: bool) -> None:
@@ -369,6 +378,7 @@ class _SourceInstance(_Instance):
         while self.requests:
             epoch, final = self.requests.popleft()
             offset = self.reader.offset()
+            self.barrier_wm[epoch] = self.wm
             await self._control(lambda ch: Barrier(ch, epoch, final))
             await self.job.coordinator.ack(self, epoch, offset)
             if final:
@@ -382,6 +392,9 @@ class _SourceInstance(_Instance):
             self.reader = src.open(self.index, self.parallelism, self.offset)
         except Exception as exc:
             raise OperatorError(self.name, None, exc, phase=f"opening {src.describe()}") from exc
+        if self.restored_wm is not None:
+            wm = self.restored_wm
+            await self._control(lambda ch: Watermark(ch, wm))
         ts_fn = self.opts["timestamp"]
         lag = self.opts["max_out_of_orderness"]
         idle_timeout = self.opts["idle_timeout"]
@@ -532,7 +545,11 @@ class _OperatorInstance(_Receiver):
         ctx, op = self.ctx, self.op
         ctx.timer_domain = domain
         try:
-            for t, key in due:
+            s = self.job.reactor.scheduler
+            for n, (t, key) in enumerate(due):
+                if n & 31 == 31 and s._clock() - s._t0 >= s._current._tq.slice:
+                    await self._flush()
+                    await s.yield_now()
                 self.sctx.current_key = key
                 ctx.timestamp = t if domain == "event" else None
                 try:
@@ -603,7 +620,7 @@ class _OperatorInstance(_Receiver):
                         ctx.timestamp = times[i] if times is not None else None
                         await handle(values[i], ctx)
                         i += 1
-                        if not i & 255 and clock() - s._t0 >= s._current._tq.slice:
+                        if not i & 31 and clock() - s._t0 >= s._current._tq.slice:
                             await self._flush()
                             await s.yield_now()
                 else:
@@ -613,7 +630,7 @@ class _OperatorInstance(_Receiver):
                         ctx.timestamp = times[i] if times is not None else None
                         handle(values[i], ctx)
                         i += 1
-                        if not i & 255 and clock() - s._t0 >= s._current._tq.slice:
+                        if not i & 31 and clock() - s._t0 >= s._current._tq.slice:
                             await self._flush()
                             await s.yield_now()
             except (OperatorError, _Restart):
@@ -831,6 +848,7 @@ class Job:
 
     def _build(self, meta: dict[str, Any]) -> None:
         offsets = meta.get("sources", {})
+        watermarks = meta.get("watermarks", {})
         sink_states = meta.get("sinks", {})
         by_node: dict[str, list[_Instance]] = {}
         for node in self.plan.nodes:
@@ -842,7 +860,8 @@ class Job:
             for i in range(node.parallelism):
                 key = f"{node.name}/{i}"
                 if node.kind == "source":
-                    inst: _Instance = _SourceInstance(self, node, i, offsets.get(key))
+                    inst: _Instance = _SourceInstance(self, node, i, offsets.get(key),
+                                                      watermarks.get(key))
                     self.sources.append(inst)  # type: ignore[arg-type]
                 elif node.kind == "sink":
                     inst = _SinkInstance(self, node, i, sink_states.get(key))

@@ -203,7 +203,10 @@ class Reactor:
                     elif isinstance(cause, curio.TaskCancelled) and self.shutdown_reason:
                         result = None
                     elif cause is not None:
-                        raise cause from None
+                        # Keep the cause's own chain (an OperatorError's user exception);
+                        # hide the TaskError wrapper.
+                        cause.__suppress_context__ = True
+                        raise cause
                     else:
                         raise
             finally:

@@ -125,9 +125,10 @@ class _CollectWriter(SinkWriter):
         self.ready: dict[int, list[Any]] = {}
 
     async def write(self, values: list[Any], times: list[Any] | None) -> None:
-        self.pending.extend(values)
         if self.sink.with_times:
-            self.sink._times_pending.extend(times or [None] * len(values))
+            self.pending.extend(zip(values, times if times is not None else [None] * len(values)))
+        else:
+            self.pending.extend(values)
 
     async def prepare(self, epoch: int) -> Any:
         self.ready[epoch], self.pending = self.pending, []
@@ -146,13 +147,13 @@ class CollectSink(Sink):
     """Collects committed elements into ``results`` (a list): for tests and notebooks.
 
     Only epochs that committed appear, so after a job restart ``results`` holds
-    each element exactly once.
+    each element exactly once. With ``with_times=True`` each result is a
+    ``(value, timestamp)`` pair.
     """
 
     def __init__(self, *, with_times: bool = False) -> None:
         self.results: list[Any] = []
         self.with_times = with_times
-        self._times_pending: list[Any] = []
 
     def open(self, index: int, parallelism: int, state: Any) -> SinkWriter:
         return _CollectWriter(self)
@@ -183,12 +184,16 @@ class _FileWriter(SinkWriter):
         lines, self.lines = self.lines, []
         if not lines:
             return None
+        from . import scheduler as _sched
         tmp, final = self._names(epoch)
-        data = ("\n".join(lines) + "\n").encode(self.sink.encoding)
+        enc = self.sink.encoding
         f = await DmaFile.open(tmp, "w")
         try:
             async with DmaStreamWriter(f) as w:
-                await w.write(data)
+                # In chunks, yielding between them: an epoch's output may be large.
+                for i in range(0, len(lines), 16384):
+                    await w.write(("\n".join(lines[i:i + 16384]) + "\n").encode(enc))
+                    await _sched.maybe_yield()
             await f.fdatasync()
         finally:
             await f.close()

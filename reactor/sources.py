@@ -229,7 +229,7 @@ class _FileReader(SourceReader):
             self._lines.reverse()        # pop() from the end: cheap
             self._buf = buf[cut + 1:]
         lines = self._lines
-        take = lines[-max_n:] if max_n < len(lines) else lines
+        take = lines[-max_n:]            # a copy: `lines` keeps what is not taken
         del lines[len(lines) - len(take):]
         take.reverse()
         self.pos += sum(map(len, take))

@@ -61,7 +61,8 @@ are all past ``end + L`` is dropped and counted — or, with ``late="side"``,
 sent to the side output ``"late"`` (read it with ``input="step:late"``).
 The count is the instance attribute ``late_dropped`` and, summed over all
 instances of the class in this process, the class attribute
-``late_dropped_total``.
+``late_dropped_total`` (plain counters, not state: a job restarted from a
+checkpoint counts the replayed elements again).
 
 Note that :meth:`Topology.operator`'s own ``on_late`` option filters elements
 older than the operator's watermark *before* the operator sees them: with
@@ -90,6 +91,7 @@ from statelets.types import Appender, Value
 
 from .errors import ReactorError
 from .operator import Context, Operator
+from .scheduler import maybe_yield
 
 __all__ = [
     "WindowAssigner", "Tumbling", "Sliding", "Session", "Window", "WindowResult", "WindowError",
@@ -239,6 +241,7 @@ class WindowResult:
 
     @property
     def window(self) -> Window:
+        """The window as a :class:`Window`."""
         return Window(self.start, self.end)
 
 
@@ -296,6 +299,7 @@ class WindowOperator(Operator):
             await self.windows.set(state)
             if target[1] <= wm:             # late, within allowed lateness: fire again now
                 await self._fire(ctx, state, target)
+            await maybe_yield()
             return
         fire: list[tuple] | None = None
         accepted = False
@@ -327,6 +331,9 @@ class WindowOperator(Operator):
         if fire is not None:
             for w in fire:
                 await self._fire(ctx, state, w)
+        # The runtime checks the quota only every 256 elements (and not between timers):
+        # too coarse for handlers of ~10 µs, so check it here too (a clock read).
+        await maybe_yield()
 
     async def _add_merging(self, ctx: Context, state: dict, value: Any, ts: Any,
                            wm: float) -> tuple | None:
@@ -395,6 +402,7 @@ class WindowOperator(Operator):
                 await self.windows.set(state)
             else:
                 await self.windows.clear()
+        await maybe_yield()
 
     def _emit(self, ctx: Context, w: tuple, value: Any) -> None:
         ctx.emit(WindowResult(ctx.key, w[0], w[1], value), result_timestamp(w[1]))
