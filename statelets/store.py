@@ -13,6 +13,8 @@ survives kill -9, and nothing after it is seen. See FORMAT.md.
 """
 from __future__ import annotations
 
+import bisect
+
 import errno
 import fcntl
 import json
@@ -115,6 +117,16 @@ def _check_bytes(what: str, v: Any) -> bytes:
     raise TypeError(f"store {what} must be bytes, got {type(v).__name__}")
 
 
+def _prefix_slice(keys: list[bytes], p: bytes) -> list[bytes]:
+    """The run of sorted ``keys`` that start with ``p``."""
+    lo = bisect.bisect_left(keys, p)
+    hi = lo
+    n = len(keys)
+    while hi < n and keys[hi].startswith(p):
+        hi += 1
+    return keys[lo:hi]
+
+
 class _Scan:
     """Async iterator over a key-ordered snapshot of the keys under a prefix."""
 
@@ -131,15 +143,7 @@ class _Scan:
     async def __anext__(self) -> tuple[bytes, bytes]:
         store = self.store
         if self._keys is None:
-            p = self.prefix
-            keys = {k for k in store._index if k.startswith(p)}
-            for k, v in store._pending().items():
-                if k.startswith(p):
-                    if v is _TOMBSTONE:
-                        keys.discard(k)
-                    else:
-                        keys.add(k)
-            self._keys = sorted(keys)
+            self._keys = store._keys_under(self.prefix)
         while not self._ready:
             if self._pos >= len(self._keys):
                 raise StopAsyncIteration
@@ -161,6 +165,11 @@ class Store:
         self.seg_dir = f"{path}/segments"
         self.snap_dir = f"{path}/snapshots"
         self._index: dict[bytes, int] = {}
+        # Prefix scans: a sorted list of keys (built on the first scan; may hold
+        # deleted keys, which reads filter out) plus the keys new since then.
+        self._sorted: list[bytes] | None = None
+        self._added: set[bytes] = set()
+        self._added_sorted: list[bytes] | None = []
         self._wbuf: dict[bytes, Any] = {}
         self._wbuf_bytes = 0
         self._flushing: dict[bytes, Any] = {}    # the buffer being appended, still readable
@@ -503,6 +512,28 @@ class Store:
             return v is not _TOMBSTONE
         return key in self._index
 
+    def _keys_under(self, p: bytes) -> list[bytes]:
+        """Sorted candidate keys under prefix ``p`` (deleted ones are dropped by the reads).
+
+        Costs a binary search plus the keys found, not a pass over every key:
+        the sorted list is rebuilt only when many keys were added since.
+        """
+        srt = self._sorted
+        if srt is None or len(self._added) > max(4096, 8 * int(len(srt) ** 0.5)):
+            keys = set(self._index)
+            keys.update(k for k, v in self._pending().items() if v is not _TOMBSTONE)
+            srt = self._sorted = sorted(keys)
+            self._added = set()
+            self._added_sorted = []
+        out = _prefix_slice(srt, p)
+        if self._added:
+            if self._added_sorted is None:
+                self._added_sorted = sorted(self._added)
+            extra = _prefix_slice(self._added_sorted, p)
+            if extra:
+                out = sorted(set(out).union(extra))
+        return out
+
     def scan(self, prefix: bytes = b"") -> "_Scan":
         """Live (key, value) pairs whose key starts with ``prefix``, in key order.
 
@@ -524,6 +555,9 @@ class Store:
         if self._failed is not None or self._closed:
             self._check_usable()
         wbuf = self._wbuf
+        if self._sorted is not None and key not in self._index and key not in self._added:
+            self._added.add(key)            # a new key for prefix scans
+            self._added_sorted = None
         old = wbuf.get(key)
         if old is not None and old is not _TOMBSTONE:
             self._wbuf_bytes -= len(old)
