@@ -106,6 +106,10 @@ class Coordinator:
                     "watermarks": watermarks,
                     "committed_at": time.time()}
         try:
+            for inst in job.instances:      # state changes the operators took at the barrier
+                write = getattr(inst, "write_captured", None)
+                if write is not None:
+                    await write(job.store)
             manifest = await job.store.checkpoint(epoch, metadata)
         except Exception as exc:
             raise CheckpointError(

@@ -27,6 +27,7 @@ import shutil
 import tempfile
 import time
 from collections import deque
+from itertools import compress
 from typing import Any
 
 import attrs
@@ -159,12 +160,12 @@ class _Output:
                     if times is None and keys is None:
                         values = [v for v in values if fn(v)]
                     else:
-                        keep = [bool(fn(v)) for v in values]
-                        values = [v for v, k in zip(values, keep) if k]
+                        keep = list(map(fn, values))
+                        values = list(compress(values, keep))
                         if times is not None:
-                            times = [t for t, k in zip(times, keep) if k]
+                            times = list(compress(times, keep))
                         if keys is not None:
-                            keys = [x for x, k in zip(keys, keep) if k]
+                            keys = list(compress(keys, keep))
                 elif kind == "flat_map":
                     if times is None:
                         values = [x for v in values for x in fn(v)]
@@ -488,6 +489,7 @@ class _OperatorInstance(_Receiver):
         self.ctx = Context(self, self.sctx)
         self.timers = KeyedTimers(node.name, self.name)
         self.timers.on_processing_head = self._arm_processing
+        self.captured: Any = None
         self._armed: Any = None
         self.late_dropped = 0
         cls = type(op)
@@ -674,16 +676,23 @@ class _OperatorInstance(_Receiver):
         if store.waited and self.pauses:  # writes held up by the previous epoch's commit
             self.pauses[-1] += store.waited
         store.waited = 0.0
-        await self.timers.persist(store)
-        await job.flush_state(self.op)
+        # Take the epoch's state changes now (cheap: no encoding of immutable values);
+        # the coordinator writes them to the store before committing the epoch.
+        self.captured = (self.sctx.tier.capture(), self.timers.take_ops())
         await self._control(lambda c: Barrier(c, epoch, final))
         await job.coordinator.ack(self, epoch, None)
-        if final:
-            await job.coordinator.wait_committed(epoch)
-        else:
-            # Go on processing; writes to the store wait for the commit (GatedStore).
-            store.epoch = epoch
+        # Go on processing (or, after the final barrier, stop): writes to the store
+        # wait for the commit (GatedStore); the sinks wait for the final one.
+        store.epoch = epoch
         self.pauses.append(time.perf_counter() - self.barrier_t0)
+
+    async def write_captured(self, store: Any) -> None:
+        """Write the state changes taken at the barrier (called by the coordinator)."""
+        captured, self.captured = self.captured, None
+        if captured is not None:
+            tier_items, timer_ops = captured
+            await HeapTier.write(tier_items, store)
+            await KeyedTimers.write_ops(timer_ops, store)
 
     async def run(self) -> None:
         job = self.job
@@ -882,12 +891,6 @@ class Job:
                 if e.output is not None:
                     sender.side_outputs.add(e.output)
 
-    async def flush_state(self, op: Any) -> None:
-        """Write an operator's buffered statelet state to the store (before a checkpoint)."""
-        flush = getattr(op.statelet_context, "flush", None)
-        if flush is not None:
-            await flush()
-
     async def run(self) -> None:
         """Run every instance until the final checkpoint commits (or one fails)."""
         failures: list[BaseException] = []
@@ -954,6 +957,11 @@ async def run_topology(topology: Topology, config: JobConfig) -> JobResult:
     state_dir = config.state_dir
     if state_dir is None:
         temp = state_dir = tempfile.mkdtemp(prefix=f"reactor-{topology.name}-")
+    else:
+        try:
+            os.makedirs(state_dir, exist_ok=True)   # once, before the job: parents too
+        except OSError as exc:
+            raise CheckpointError(f"cannot create the state dir {state_dir!r}: {exc}") from exc
     store_config = config.store_config or StoreConfig(keep_checkpoints=config.keep_checkpoints)
     restarts = 0
     t0 = time.perf_counter()

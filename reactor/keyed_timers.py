@@ -94,9 +94,17 @@ class KeyedTimers:
     def dirty(self) -> bool:
         return bool(self._ops)
 
+    def take_ops(self) -> list[tuple[bytes, bool]]:
+        """Take the pending registrations/deletions (to write later with write_ops)."""
+        ops, self._ops = self._ops, []
+        return ops
+
     async def persist(self, store: Any) -> None:
         """Write pending registrations/deletions to the store."""
-        ops, self._ops = self._ops, []
+        await self.write_ops(self.take_ops(), store)
+
+    @staticmethod
+    async def write_ops(ops: list[tuple[bytes, bool]], store: Any) -> None:
         for k, put in ops:
             if put:
                 await store.put(k, b"")

@@ -334,7 +334,6 @@ def run(main: Any, *args: Any, **config: Any) -> Any:
         # Objects alive now (modules, the user's input data) will outlive the job:
         # frozen, full collections stop walking them again and again, which
         # otherwise stalls the core for milliseconds at a time.
-        gc.collect()
         gc.freeze()
         try:
             return Reactor(**reactor_cfg).run(run_topology, main, job_cfg)

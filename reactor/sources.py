@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable
 
 from uring.curio_compat import curio
 
+from . import scheduler as _sched
 from .errors import ReactorError
 
 __all__ = ["Source", "SourceReader", "IterableSource", "GeneratorSource", "FileSource",
@@ -90,7 +91,11 @@ class _SliceReader(SourceReader):
                 return None
             first = pos + (self.index - pos) % p
             fn = self.fn
-            out = [fn(i) for i in range(first, end, p)]
+            out: list[Any] = []
+            # In runs of 64, yielding when the slice is spent: fn may be slow.
+            for lo in range(first, end, 64 * p):
+                out.extend([fn(i) for i in range(lo, min(end, lo + 64 * p), p)])
+                await _sched.maybe_yield()
             self.pos = end
             return out
         seq = self.seq

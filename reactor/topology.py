@@ -37,6 +37,8 @@ __all__ = ["Topology", "Node", "Edge", "Plan", "TopologyError"]
 _VIRTUAL = ("map", "filter", "flat_map", "key_by", "union")
 _POLICIES = ("escalate", "skip", "restart")
 _LATE = ("pass", "drop", "side")
+# Attributes the runtime sets on operator instances: a statelet may not use them.
+_RESERVED = frozenset({"name", "index", "parallelism", "statelet_context"})
 
 
 @attrs.define(eq=False)
@@ -341,6 +343,12 @@ class Topology:
             if node.kind != "operator":
                 continue
             stateful = _keyed_statelets(node.fn)
+            clash = sorted(set(stateful) & _RESERVED)
+            if clash:
+                problems.append(
+                    f"operator {node.name!r}: statelet name(s) {', '.join(map(repr, clash))} "
+                    f"clash with attributes the runtime sets on every operator "
+                    f"({', '.join(sorted(_RESERVED))}); rename them")
             if stateful:
                 for e in plan.inputs_of(node.name):
                     if not e.keyed:

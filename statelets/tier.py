@@ -43,6 +43,17 @@ class HeapTier:
     def entries(self) -> int:
         return sum(len(b._heap) for b in self.members)
 
+    def capture(self) -> list[tuple[Any, list[tuple[Any, Any]]]]:
+        """Take every changed entry (values frozen) and mark it clean; write the result
+        later with :meth:`write`. Lets an owner go on while its checkpoint is written."""
+        return [(b, b._capture()) for b in self.members if b._dirty]
+
+    @staticmethod
+    async def write(captured: list[tuple[Any, list[tuple[Any, Any]]]], store: Any) -> None:
+        """Write what :meth:`capture` took to ``store``."""
+        for bound, items in captured:
+            await bound._write_items(items, store)
+
     async def flush(self) -> None:
         """Write every changed entry to the store."""
         self.flushes += 1

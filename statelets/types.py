@@ -269,15 +269,38 @@ class BoundStatelet:
     def _store_key(self, ck: Any) -> bytes:
         return self._prefix + encode_key(ck, self.what)
 
-    async def _write_back(self) -> None:
+    def _capture(self) -> list[tuple[Any, Any]]:
+        """Take the changed entries as (current key, value) and mark them clean.
+
+        Values come out frozen: immutable objects as they are, anything else in
+        its store encoding, so the owner may go on changing its state while the
+        captured entries wait to be written (a checkpoint's write-back).
+        """
         dirty, self._dirty = self._dirty, {}
-        heap, store = self._heap, self._store
+        heap = self._heap
+        out = []
         for hk, ck in dirty.items():
             v = heap[hk]  # type: ignore[index]
+            c = v.__class__
+            if v is not _ABSENT and c is not _Packed and c not in _IMMUTABLE:
+                v = _Packed(self._to_store(v))
+            out.append((ck, v))
+        return out
+
+    async def _write_items(self, items: list[tuple[Any, Any]], store: Any = None) -> None:
+        """Write captured entries to ``store`` (default: the bound one)."""
+        store = store if store is not None else self._store
+        for ck, v in items:
+            key = self._store_key(ck)
             if v is _ABSENT:
-                await store.delete(self._store_key(ck))
+                await store.delete(key)
+            elif v.__class__ is _Packed:
+                await store.put(key, bytes(v))
             else:
-                await store.put(self._store_key(ck), self._to_store(v))
+                await store.put(key, self._to_store(v))
+
+    async def _write_back(self) -> None:
+        await self._write_items(self._capture())
 
     async def _spill(self) -> None:
         """Over budget: write back and forget the held entries."""
