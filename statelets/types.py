@@ -45,6 +45,7 @@ __all__ = ["StateletContext", "Statelet", "Value", "Map", "Appender", "Reducer",
            "BoundAggregator", "store_prefix"]
 
 _UNSET = object()
+_PLAIN = (int, str, bytes, bool, float, None.__class__)
 _ABSENT = object()      # heap tier: the key has no value in the store
 
 
@@ -333,6 +334,8 @@ class Value(Statelet):
         self.type = type
         self.default = default
         self._default_bytes: bytes | None = None
+        # Classes a heap tier may hold as objects without a codec check.
+        self.plain = frozenset(c for c in _PLAIN if type is None or issubclass(c, type))
 
     def _declared(self) -> None:
         d = self.default
@@ -358,9 +361,13 @@ class BoundValue(BoundStatelet):
 
     async def get(self) -> Any:
         """The value under the current key, or the default."""
-        heap = self._heap if self._store is not None else self._first_use()
+        heap = self._heap
+        if heap is None and self._store is None:
+            heap = self._first_use()
         if heap is not None:
-            hk, ck = self._hk()
+            ck = self._sctx.current_key       # _hk(), inlined: the per-element path
+            c = ck.__class__
+            hk = ck if c is str or c is int else _heap_key(ck, self.what)
             v = heap.get(hk, _UNSET)
             if v is _UNSET:
                 v = await self._load(hk, ck)
@@ -375,14 +382,19 @@ class BoundValue(BoundStatelet):
 
     async def set(self, value: Any) -> None:
         """Store ``value`` under the current key."""
-        heap = self._heap if self._store is not None else self._first_use()
+        heap = self._heap
+        if heap is None and self._store is None:
+            heap = self._first_use()
         if heap is not None:
-            hk, ck = self._hk()
+            ck = self._sctx.current_key
+            c = ck.__class__
+            hk = ck if c is str or c is int else _heap_key(ck, self.what)
             st = self.statelet
             c = value.__class__
-            if c in _IMMUTABLE and (st.type is None or c is st.type or isinstance(value, st.type)):
-                if c is float or c is complex or c is frozenset:
-                    st.codec.encode(value, self.what)      # nan/inf and friends: same checks
+            if c in st.plain:                              # held as is, nothing to check
+                heap[hk] = value
+            elif c in _IMMUTABLE and (st.type is None or isinstance(value, st.type)):
+                st.codec.encode(value, self.what)          # complex, frozenset: check contents
                 heap[hk] = value
             else:   # checked and encoded now: an unpicklable value fails here, not at a checkpoint
                 heap[hk] = _Packed(st.codec.encode(value, self.what))
