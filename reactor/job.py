@@ -140,6 +140,9 @@ class _Output:
         if edge.keyed:
             self.mode = "key"
             self.part = Partitioner(n, f"key_by before {edge.dst!r}")
+        elif edge.broadcast:
+            self.mode = "broadcast"
+            self.part = None
         elif n == sender.parallelism:
             self.mode = "forward"
             self.part = None
@@ -177,8 +180,10 @@ class _Output:
                             out_t.extend([t] * len(xs))
                         values, times = out_v, out_t
                     keys = None
-                else:  # key_by
+                elif kind == "key_by":
                     keys = [fn(v) for v in values]
+                else:  # broadcast: routing only
+                    keys = None
             except Exception as exc:
                 self._blame(kind, fn, step, values, exc)
         return values, keys, times
@@ -220,6 +225,11 @@ class _Output:
                     await t.inst.mailbox.put(DataBatch(
                         t.channel, [values[i] for i in idx], [keys[i] for i in idx],  # type: ignore[index]
                         [times[i] for i in idx] if times is not None else None))
+        elif self.mode == "broadcast":
+            for i, t in enumerate(targets):     # own lists: a handler may keep or change them
+                await t.inst.mailbox.put(DataBatch(
+                    t.channel, values if i == 0 else list(values), None,
+                    times if i == 0 or times is None else list(times)))
         else:
             t = targets[self.rr]
             self.rr = (self.rr + 1) % len(targets)
@@ -972,6 +982,8 @@ async def run_topology(topology: Topology, config: JobConfig) -> JobResult:
                 store = await Store.open(state_dir, config=store_config, epoch=config.epoch)
             except Exception as exc:
                 raise CheckpointError(f"cannot open the state dir {state_dir!r}: {exc}") from exc
+            # The store yields through the scheduler (only when the slice is spent).
+            store.pause = _sched.maybe_yield
             compactor = None
             try:
                 job = Job(topology, config, reactor, store, restarts)

@@ -34,7 +34,7 @@ from .errors import TopologyError
 
 __all__ = ["Topology", "Node", "Edge", "Plan", "TopologyError"]
 
-_VIRTUAL = ("map", "filter", "flat_map", "key_by", "union")
+_VIRTUAL = ("map", "filter", "flat_map", "key_by", "broadcast", "union")
 _POLICIES = ("escalate", "skip", "restart")
 _LATE = ("pass", "drop", "side")
 # Attributes the runtime sets on operator instances: a statelet may not use them.
@@ -78,9 +78,14 @@ class Edge:
         for kind, _, _ in self.steps:
             if kind == "key_by":
                 keyed = True
-            elif kind in ("map", "flat_map"):
+            elif kind in ("map", "flat_map", "broadcast"):
                 keyed = False
         return keyed
+
+    @property
+    def broadcast(self) -> bool:
+        """Whether every receiving instance gets every element."""
+        return any(kind == "broadcast" for kind, _, _ in self.steps)
 
 
 @attrs.define(eq=False)
@@ -208,6 +213,12 @@ class Topology:
         name = _check_name(name) if name is not None else self._auto("key_by")
         return self._add(Node(name, "key_by", self._input(name, input),
                               _check_callable(name, "key_by", fn)))
+
+    def broadcast(self, name: str | None = None, *, input: str | None = None) -> "Topology":
+        """Send every element to every instance of the next step (e.g. rules or
+        configuration for all instances of a connected operator)."""
+        name = _check_name(name) if name is not None else self._auto("broadcast")
+        return self._add(Node(name, "broadcast", self._input(name, input)))
 
     def union(self, name: str, *inputs: str) -> "Topology":
         """Merge the named streams into one."""
@@ -351,7 +362,7 @@ class Topology:
                     f"({', '.join(sorted(_RESERVED))}); rename them")
             if stateful:
                 for e in plan.inputs_of(node.name):
-                    if not e.keyed:
+                    if not e.keyed and not e.broadcast:
                         problems.append(
                             f"operator {node.name!r} declares keyed statelets ({', '.join(stateful)}) "
                             f"but its input from {e.src!r} is not keyed: add .key_by(fn) right "

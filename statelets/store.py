@@ -884,7 +884,7 @@ class Store:
         self._segs[out_id] = out_info
         others_min_seq = min((i.min_seq for i in self._segs.values()
                               if i.id not in candidates and i.id != out_id and i.size), default=None)
-        rewritten = reclaimed = scanned = 0
+        rewritten = reclaimed = scanned = seen = 0
         moves: list[tuple[bytes, int, int, int, int]] = []   # key, old loc, seq, off, len
         for sid in candidates:
             info = self._segs[sid]
@@ -899,6 +899,9 @@ class Store:
             c_old: list[int] = []
             index = self._index
             for off, seq_no, kind, key, value, size in seg.scan_records(data, path):
+                seen += 1               # dead records cost CPU too: pause on every 256th
+                if pause is not None and seen & 255 == 0:
+                    await pause()
                 loc = _loc(sid, off, size)
                 if kind == record.PUT and index.get(key) == loc:
                     c_old.append(loc)
@@ -913,8 +916,6 @@ class Store:
                 c_kinds.append(kind)
                 c_seqs.append(seq_no)
                 scanned += 1
-                if pause is not None and scanned % 256 == 0:
-                    await pause()
             if c_keys:
                 offs, lens = await out.append_columns(c_keys, c_vals, bytes(c_kinds), c_seqs)
                 for key, old_loc, sq, off, ln, kind in zip(c_keys, c_old, c_seqs, offs, lens, c_kinds):

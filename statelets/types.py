@@ -291,7 +291,10 @@ class BoundStatelet:
     async def _write_items(self, items: list[tuple[Any, Any]], store: Any = None) -> None:
         """Write captured entries to ``store`` (default: the bound one)."""
         store = store if store is not None else self._store
-        for ck, v in items:
+        pause = getattr(store, "pause", None)      # the runtime's yield hook, if any
+        for i, (ck, v) in enumerate(items):
+            if pause is not None and i & 511 == 511:
+                await pause()
             key = self._store_key(ck)
             if v is _ABSENT:
                 await store.delete(key)
