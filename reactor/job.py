@@ -551,9 +551,14 @@ class _OperatorInstance(_Receiver):
         self._armed = reactor.timers.schedule_after(max(0.0, t - time.time()), tick)
 
     async def _fire(self, domain: str, limit: float) -> None:
-        due = self.timers.pop_due(domain, limit)
-        if not due:
-            return
+        # Until none is due: a handler may register a timer that is due already.
+        while True:
+            due = self.timers.pop_due(domain, limit)
+            if not due:
+                return
+            await self._fire_due(domain, due)
+
+    async def _fire_due(self, domain: str, due: list[tuple[float, Any]]) -> None:
         ctx, op = self.ctx, self.op
         ctx.timer_domain = domain
         try:
@@ -892,7 +897,7 @@ class Job:
             self.instances.extend(insts)
             if node.kind == "sink" and hasattr(node.fn, "cleanup"):
                 node.fn.cleanup([sink_states.get(f"{node.name}/{i}")
-                                 for i in range(node.parallelism)])
+                                 for i in range(node.parallelism)], self.restored_from)
         for e in self.plan.edges:
             for sender in by_node[e.src]:
                 targets = [_Target(r, r.add_channel(e.port))  # type: ignore[attr-defined]
@@ -926,7 +931,16 @@ class Job:
         for inst, t in zip(self.instances, tasks):
             inst.task = t
             t.actor_name = inst.name        # stall reports and stats name the instance
-        ticker = await s.spawn(self.coordinator.run, daemon=True)
+        async def coordinate() -> None:
+            try:
+                await self.coordinator.run()
+            except curio.CancelledError:
+                raise
+            except BaseException as exc:      # a failed commit fails the job, loudly
+                failures.append(exc)
+                await done.set()
+
+        ticker = await s.spawn(coordinate, daemon=True)
         try:
             await done.wait()
         finally:

@@ -237,7 +237,9 @@ class FileSink(Sink):
 
     Readers should ignore ``*.inprogress`` (left-overs of an epoch that never
     committed are removed on the next run). Read the committed output in
-    order with :meth:`read_committed`.
+    order with :meth:`read_committed`. The sink owns the ``PREFIX-*`` files of
+    its directory: a run restored from epoch N removes those of later epochs,
+    and a run without state starts the output over.
     """
 
     def __init__(self, directory: str | os.PathLike, *, prefix: str = "part",
@@ -257,16 +259,29 @@ class FileSink(Sink):
         os.makedirs(self.directory, exist_ok=True)
         return _FileWriter(self, index, state)
 
-    def cleanup(self, committed: list[Any]) -> None:
-        """Remove ``.inprogress`` files that no committed state names (called on start)."""
+    def cleanup(self, committed: list[Any], epoch: int | None = None) -> None:
+        """Called on start: remove ``.inprogress`` files no committed state names, and the
+        committed files of epochs after ``epoch`` (the one restored; None: a fresh start)
+        — output of an abandoned history, which the run will produce again."""
         keep = {s["tmp"] for s in committed if s}
         try:
             names = os.listdir(self.directory)
         except FileNotFoundError:
             return
+        p, sfx = self.prefix + "-", self.suffix
         for n in names:
-            if n.startswith(self.prefix + "-") and n.endswith(".inprogress") and n not in keep:
-                os.unlink(os.path.join(self.directory, n))
+            if not n.startswith(p):
+                continue
+            if n.endswith(".inprogress"):
+                if n not in keep:
+                    os.unlink(os.path.join(self.directory, n))
+            elif n.endswith(sfx):
+                try:
+                    file_epoch = int(n[len(p):-len(sfx)].split("-")[1])
+                except (ValueError, IndexError):
+                    continue
+                if file_epoch > (epoch or 0):
+                    os.unlink(os.path.join(self.directory, n))
 
     def committed_files(self) -> list[str]:
         """Committed output files, in epoch order (then instance)."""

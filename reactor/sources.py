@@ -99,7 +99,7 @@ class _SliceReader(SourceReader):
             self.pos = end
             return out
         seq = self.seq
-        if hasattr(seq, "__getitem__") and hasattr(seq, "__len__"):
+        if isinstance(seq, (list, tuple, range)):       # sliceable: no iteration needed
             if pos >= len(seq):
                 return None
             end = min(len(seq), pos + max_n * p)
@@ -314,6 +314,9 @@ class _TcpReader(SourceReader):
                     enc = self.source.encoding
                     self.lines.extend(ln.rstrip(b"\r").decode(enc, "replace") for ln in lines)
                     await self._wake.set()
+            if buf:                     # a last line without a newline
+                self.lines.append(buf.rstrip(b"\r").decode(self.source.encoding, "replace"))
+                await self._wake.set()
             self.connections -= 1
             if self.source.stop_when_idle and self.connections == 0:
                 self.closed = True
