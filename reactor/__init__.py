@@ -23,7 +23,7 @@ from .operator import Batch, Context, Operator
 from .topology import Topology
 from .sources import FileSource, GeneratorSource, IterableSource, Source, SourceReader, TcpSource
 from .sinks import CollectSink, FileSink, NullSink, PrintSink, Sink, SinkWriter
-from .job import JobConfig, JobResult
+from .job import JobConfig, JobResult, run_topology
 
 __all__ = [
     "Actor", "ActorError", "Batch", "CheckpointError", "CollectSink", "Context", "DeadLetter",
@@ -31,5 +31,5 @@ __all__ = [
     "Mailbox", "MailboxClosed", "NullSink", "Operator", "OperatorError", "PrintSink", "Reactor",
     "ReactorError", "Scheduler", "ShutdownRequested", "Sink", "SinkWriter", "Source",
     "SourceReader", "TaskQueue", "TcpSource", "Timer", "TimerService", "Topology",
-    "TopologyError", "current_reactor", "maybe_yield", "run",
+    "TopologyError", "current_reactor", "maybe_yield", "run", "run_topology",
 ]

@@ -139,7 +139,8 @@ class _Output:
         n = len(targets)
         if edge.keyed:
             self.mode = "key"
-            self.part = Partitioner(n, f"key_by before {edge.dst!r}")
+            step = [name for kind, _, name in edge.steps if kind == "key_by"][-1]
+            self.part = Partitioner(n, f"key_by step {step!r} (before {edge.dst!r})")
         elif edge.broadcast:
             self.mode = "broadcast"
             self.part = None
@@ -218,8 +219,8 @@ class _Output:
                 for i, k in enumerate(keys):  # type: ignore[arg-type]
                     buckets[part(k)].append(i)
             except Exception as exc:
-                raise OperatorError(f"key_by before {self.edge.dst!r} (fused into "
-                                    f"{self.sender.name})", values[i], exc) from exc
+                raise OperatorError(f"{self.part.what} (fused into {self.sender.name})",
+                                    values[i], exc) from exc
             for t, idx in zip(targets, buckets):
                 if idx:
                     await t.inst.mailbox.put(DataBatch(
@@ -497,6 +498,7 @@ class _OperatorInstance(_Receiver):
         self.sctx = StateletContext(self.store, node.name, tier=HeapTier(job.config.heap_entries))
         op.statelet_context = self.sctx
         self.ctx = Context(self, self.sctx)
+        self.ctx.epoch = (job.restored_from or 0) + 1       # the epoch being processed
         self.timers = KeyedTimers(node.name, self.name)
         self.timers.on_processing_head = self._arm_processing
         self.captured: Any = None
@@ -691,6 +693,7 @@ class _OperatorInstance(_Receiver):
         if store.waited and self.pauses:  # writes held up by the previous epoch's commit
             self.pauses[-1] += store.waited
         store.waited = 0.0
+        self.ctx.epoch = epoch + 1
         # Take the epoch's state changes now (cheap: no encoding of immutable values);
         # the coordinator writes them to the store before committing the epoch.
         self.captured = (self.sctx.tier.capture(), self.timers.take_ops())

@@ -344,6 +344,12 @@ class Topology:
             if n.kind != "sink" and not consumers[n.name]:
                 problems.append(f"step {n.name!r} ({n.kind}) is dangling: nothing reads its "
                                 f"output; add a .sink(...) after it or remove it")
+        for n in nodes.values():
+            if n.kind == "operator" and n.options.get("on_late") == "side" \
+                    and f"{n.name}:late" not in {r for m in nodes.values() for r in m.inputs}:
+                problems.append(f"operator {n.name!r} sends late elements to its side output "
+                                f"'late' (on_late='side') but nothing reads it: add a step "
+                                f"with input='{n.name}:late', or use on_late='drop'")
         cycle = self._find_cycle()
         if cycle:
             problems.append("it has a cycle: " + " -> ".join(cycle))
