@@ -11,7 +11,6 @@ source cannot rewind and is at-most-once.
 """
 from __future__ import annotations
 
-import inspect
 import itertools
 import os
 import time
