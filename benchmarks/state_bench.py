@@ -20,7 +20,8 @@ same run:
 What is measured (a phase per line; every ratio is ours / a baseline):
 
 * **insert** N keys in key order (the order that favours the baselines' sorted
-  structures): ours ``await store.put`` for each, then ``checkpoint(1)``;
+  structures): ours ``await store.put_many`` in batches of 1,000 (the same
+  batching as the baselines), then ``checkpoint(1)``;
   rocksdict batches then ``flush(wait=True)``; lmdb commits then
   ``env.sync(True)``. Time includes that final flush/sync on every side.
 * **hot get**: random-order ``get`` of every key, all of them in memory (our
@@ -28,8 +29,8 @@ What is measured (a phase per line; every ratio is ours / a baseline):
   baselines run from their block cache / the page cache after a warm pass).
   Legs are mirrored (ours, rocksdict, lmdb, lmdb, rocksdict, ours); the best leg
   of each side counts.
-* **overwrite** every key once in random order with new values (ours puts +
-  checkpoint, rocksdict batches + flush, lmdb commits + sync).
+* **overwrite** every key once in random order with new values (ours
+  ``put_many`` batches of 1,000 + checkpoint, rocksdict batches + flush, lmdb commits + sync).
 * **scan** of all keys in key order: ``store.scan()`` against rocksdict
   ``items()`` and an lmdb cursor; mirrored legs, best counts.
 * **checkpoint**: in a store of its own whose write buffer holds the whole load,
@@ -444,11 +445,13 @@ async def bench(args: argparse.Namespace, data: Data, root: str, watchdog: Watch
         watchdog.arm("ours: insert", limit)
         log(f"insert {n:,} keys: ours")
         put = store.put
+        put_many = store.put_many
         vals0 = data.vals0
         w0 = proc_write_bytes()
         t0 = time.perf_counter()
-        for k, v in zip(keys, vals0):
-            await put(k, v)
+        # Batches of BATCH, as the baselines' WriteBatch / transactions.
+        for j in range(0, n, BATCH):
+            await put_many(keys[j:j + BATCH], vals0[j:j + BATCH])
         t1 = time.perf_counter()
         w1 = proc_write_bytes()
         man = await store.checkpoint(1)
@@ -529,8 +532,8 @@ async def bench(args: argparse.Namespace, data: Data, root: str, watchdog: Watch
         wkeys = [keys[i] for i in worder]
         wvals = data.values_for(worder, gen_ow)
         t0 = time.perf_counter()
-        for k, v in zip(wkeys, wvals):
-            await put(k, v)
+        for j in range(0, n, BATCH):
+            await put_many(wkeys[j:j + BATCH], wvals[j:j + BATCH])
         await store.checkpoint(2)
         m["overwrite_s"] = time.perf_counter() - t0
         log(f"  ours: {n / m['overwrite_s']:,.0f} puts/s")

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from statelets.errors import CorruptionError, StoreFailed
 from statelets.tier import HeapTier
 from statelets.types import StateletContext
 
@@ -147,6 +148,10 @@ class OperatorInstance(Receiver):
         await self._flush()
 
     async def _failed(self, element: Any, exc: Exception) -> None:
+        if isinstance(exc, (CorruptionError, StoreFailed)):
+            # The state itself is damaged or unusable: no policy may skip over it or
+            # retry on top of it. The job fails; the last committed checkpoint stays.
+            raise OperatorError(self.name, element, exc, phase="handling") from exc
         if self.policy == "skip":
             self.job.dead_letters.append((self.name, element, exc))
             log.warning("%s (skipped; element sent to dead letters)",

@@ -577,6 +577,57 @@ class Store:
             async with self._mutex:
                 await self._flush()
 
+    async def put_many(self, keys: Sequence[bytes], values: Sequence[bytes]) -> None:
+        """``put`` every key to its value, as one batch (a WriteBatch's worth of work).
+
+        Checks and bookkeeping run over the whole batch in C-level passes rather
+        than per key. Later pairs win over earlier ones with the same key.
+        """
+        if len(keys) != len(values):
+            raise ValueError(f"put_many: {len(keys)} keys but {len(values)} values")
+        if not keys:
+            return
+        if not isinstance(keys, list):
+            keys = list(keys)
+        if not isinstance(values, list):
+            values = list(values)
+        if set(map(type, keys)) != {bytes} or set(map(type, values)) != {bytes}:
+            for k, v in zip(keys, values):          # name the first offender
+                _check_bytes("key", k)
+                _check_bytes("value", v)
+        klen = sum(map(len, keys))
+        vlen = sum(map(len, values))
+        if max(map(len, keys)) > record.MAX_KEY or max(map(len, values)) > record.MAX_VALUE:
+            for k, v in zip(keys, values):
+                if len(k) > record.MAX_KEY or len(v) > record.MAX_VALUE:
+                    _refuse_size(k, v)
+        if self._failed is not None or self._closed:
+            self._check_usable()
+        wbuf = self._wbuf
+        if self._sorted is not None:
+            index, added = self._index, self._added
+            new = [k for k in keys if k not in index and k not in added]
+            if new:
+                added.update(new)
+                self._added_sorted = None
+        # Counted as if every key were new to the buffer: an overwrite within it
+        # only makes the next flush come a little early.
+        wbuf.update(zip(keys, values))
+        self._wbuf_bytes += klen + vlen + 32 * len(keys)
+        self.user_bytes += klen + vlen
+        cache = self._cache
+        if cache:
+            hot = cache.keys() & set(keys)
+            if hot:
+                for k in hot:                       # cached keys stay cached, updated
+                    old_c = cache[k]
+                    v = wbuf[k]
+                    cache[k] = v
+                    self._cache_bytes += len(v) - len(old_c)
+        if self._wbuf_bytes >= self.config.write_buffer_bytes:
+            async with self._mutex:
+                await self._flush()
+
     async def delete(self, key: bytes) -> None:
         """Remove ``key`` (a no-op if absent)."""
         key = _check_bytes("key", key)
@@ -640,8 +691,9 @@ class Store:
                 room = seg_size - self._active.size
                 end = min(n, pos + 4096)
                 ks, vs = keys[pos:end], vals[pos:end]
-                total = record.HEADER_SIZE * len(ks) + sum(map(len, ks)) + sum(
-                    len(v) for v in vs if v is not _TOMBSTONE)
+                vbytes = (sum(map(len, vs)) if _TOMBSTONE not in vs   # C-level passes
+                          else sum(len(v) for v in vs if v is not _TOMBSTONE))
+                total = record.HEADER_SIZE * len(ks) + sum(map(len, ks)) + vbytes
                 if total > room:            # split where the segment fills up
                     used = 0
                     for i, (k, v) in enumerate(zip(ks, vs)):

@@ -523,3 +523,37 @@ def test_event_time_windows_are_exactly_once_across_a_failure_and_a_rescale(tmp_
     both = first.results + again.results
     assert len(both) == len(set(both)), "a window was emitted twice"
     assert sorted(both) == sorted(ref.results)
+
+
+def test_corrupt_state_fails_the_job_even_under_skip(tmp_path):
+    """A damaged segment is not a bad element: `skip` must not skip over it."""
+    import glob
+    import statelets
+    from reactor import OperatorError
+
+    d = str(tmp_path / "state")
+    words = [f"w{i % 50}" for i in range(2000)]
+
+    class Count(Operator):
+        total = Value(int, default=0)
+
+        async def on_element(self, w, ctx):
+            await self.total.set(await self.total.get() + 1)
+
+    def topo(source):     # a new source name reads the input again, over the stored counts
+        return (Topology("c").source(source, IterableSource(words)).key_by(lambda w: w)
+                .operator("count", Count, policy="skip").sink("o", CollectSink()))
+
+    run(topo("s"), state_dir=d, checkpoint_every=None)
+    segs = sorted(p for p in glob.glob(f"{d}/segments/*") if not p.endswith((".hint", ".tmp")))
+    segs = [p for p in segs if os.path.getsize(p) > 64]
+    assert segs, "expected a sealed segment with records"
+    with open(segs[0], "r+b") as f:             # flip a byte inside the first record's value
+        f.seek(40)
+        b = f.read(1)
+        f.seek(40)
+        f.write(bytes([b[0] ^ 0xFF]))
+    with pytest.raises(OperatorError) as ei:
+        run(topo("again"), state_dir=d, checkpoint_every=None)
+    assert isinstance(ei.value.__cause__, statelets.CorruptionError)
+    assert "count/0" in str(ei.value)
