@@ -173,7 +173,11 @@ class Store:
         self._wbuf: dict[bytes, Any] = {}
         self._wbuf_bytes = 0
         self._flushing: dict[bytes, Any] = {}    # the buffer being appended, still readable
+        # The read cache is CLOCK (second-chance FIFO): a hit only marks the key in
+        # _cache_ref; eviction gives marked keys another round. Moving each hit to
+        # the end of an LRU list costs more than the rest of a cached get.
         self._cache: OrderedDict[bytes, bytes] = OrderedDict()
+        self._cache_ref: set[bytes] = set()
         self._cache_bytes = 0
         self._segs: dict[int, _SegInfo] = {}
         self._active: seg.ActiveSegment | None = None
@@ -377,10 +381,9 @@ class Store:
             v = self._flushing.get(key)
         if v is not None:
             return None if v is _TOMBSTONE else v
-        cache = self._cache
-        v = cache.get(key)
+        v = self._cache.get(key)
         if v is not None:
-            cache.move_to_end(key)
+            self._cache_ref.add(key)
             self.cache_hits += 1
             return v
         if self._closed or self._failed is not None:
@@ -441,7 +444,7 @@ class Store:
                 continue
             v = self._cache.get(k)
             if v is not None:
-                self._cache.move_to_end(k)
+                self._cache_ref.add(k)
                 self.cache_hits += 1
                 out[i] = v
                 continue
@@ -476,12 +479,18 @@ class Store:
             self._cache_bytes -= len(key) + len(old) + 64
         cache[key] = value
         self._cache_bytes += size
+        ref = self._cache_ref
         while self._cache_bytes > budget:
             k, v = cache.popitem(last=False)
+            if k in ref:                # referenced since its last turn: a second chance
+                ref.discard(k)
+                cache[k] = v
+                continue
             self._cache_bytes -= len(k) + len(v) + 64
 
     def _cache_drop(self, key: bytes) -> None:
         old = self._cache.pop(key, None)
+        self._cache_ref.discard(key)
         if old is not None:
             self._cache_bytes -= len(key) + len(old) + 64
 
