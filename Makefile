@@ -43,9 +43,13 @@ test-compat:
 	  .venv-$$v/bin/python -m pytest -q; \
 	done
 
+# Quick runs of every benchmark (each prints a table, then one JSON line).
 bench: $(VENV)/.installed
 	$(PIP) install -e '.[bench]'
 	$(PY) benchmarks/io_bench.py --quick
+	$(PY) benchmarks/actor_bench.py --quick
+	$(PY) benchmarks/state_bench.py --quick
+	$(PY) benchmarks/dataflow_bench.py --quick
 
 clean:
 	rm -rf $(VENV) .venv-3.* build *.egg-info uring/_uring_c*.so uring/_uring_c.c .pytest_cache
