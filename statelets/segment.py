@@ -43,13 +43,26 @@ def parse_id(name: str) -> int | None:
 class Hints:
     """A segment's hint columns: seqs, kinds, offsets, lengths, keys (parallel)."""
 
-    __slots__ = ("seqs", "kinds", "offs", "lens", "keys")
+    __slots__ = ("seqs", "kinds", "offs", "lens", "_keys", "_raw", "_ends")
 
-    def __init__(self, seqs: Any, kinds: bytes, offs: Any, lens: Any, keys: list[bytes]) -> None:
-        self.seqs, self.kinds, self.offs, self.lens, self.keys = seqs, kinds, offs, lens, keys
+    def __init__(self, seqs: Any, kinds: bytes, offs: Any, lens: Any,
+                 keys: list[bytes] | None = None, *, raw: bytes = b"",
+                 ends: list[int] | None = None) -> None:
+        self.seqs, self.kinds, self.offs, self.lens = seqs, kinds, offs, lens
+        self._keys, self._raw, self._ends = keys, raw, ends
+
+    @property
+    def keys(self) -> list[bytes]:
+        """The keys, cut out of the key blob on first use (a segment an open skips
+        never pays for it)."""
+        if self._keys is None:
+            ends = self._ends or []
+            self._keys = list(map(self._raw.__getitem__, map(slice, [0] + ends[:-1], ends)))
+            self._raw, self._ends = b"", None
+        return self._keys
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.kinds)
 
 
 class ActiveSegment:
@@ -187,8 +200,7 @@ def parse_hints(data: bytes, path: str) -> Hints:
     if (ends[-1] if ends else 0) != len(raw):
         raise CorruptionError(f"{path}: hint file keys do not add up", path=path,
                               offset=_HINT_HEAD.size + p)
-    keys = list(map(raw.__getitem__, map(slice, [0] + ends[:-1], ends)))
-    return Hints(seqs, kinds, offs, lens, keys)
+    return Hints(seqs, kinds, offs, lens, raw=raw, ends=ends)
 
 
 def scan_records(data: bytes, path: str) -> Iterator[tuple[int, int, int, bytes, bytes, int]]:

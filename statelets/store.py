@@ -302,8 +302,27 @@ class Store:
                         await self.ring.linkat(f"{snap}/{n}", f"{self.seg_dir}/{n}")
                 loaded.append((sid, await seg.read_hints(
                     self.ring, f"{self.seg_dir}/{seg.hint_name(sid)}")))
-            self._load_hints(loaded)
             dead = manifest.dead_bytes
+            skip = set()
+            if dead is not None:
+                # A segment all of whose records are dead (superseded by newer ones)
+                # holds nothing the index needs; one with tombstones still may (a
+                # tombstone keeps an older put buried), so it is always loaded.
+                for sid, h in loaded:
+                    size = h.offs[-1] + h.lens[-1] if len(h) else 0
+                    if size and dead.get(seg.segment_name(sid), -1) >= size \
+                            and record.DELETE not in h.kinds:
+                        skip.add(sid)
+            self._load_hints(loaded, skip)
+            if skip and len(self._index) != manifest.live_keys:
+                # The dead-byte accounting disagrees with the key count: trust neither
+                # and load every segment.
+                log.warning("store %s: skipping fully dead segments lost keys (%d live, "
+                            "manifest says %d); loading all segments", self.path,
+                            len(self._index), manifest.live_keys)
+                self._index.clear()
+                self._segs.clear()
+                self._load_hints(loaded)
             if dead is not None and all(seg.segment_name(sid) in dead for sid in self._segs):
                 for sid, info in self._segs.items():
                     info.dead = dead[seg.segment_name(sid)]
@@ -324,7 +343,8 @@ class Store:
                 await self._remove_tree(f"{self.snap_dir}/{name}")
         self._next_id = max_id + 1
 
-    def _load_hints(self, loaded: list[tuple[int, seg.Hints]]) -> None:
+    def _load_hints(self, loaded: list[tuple[int, seg.Hints]],
+                    skip: set[int] | frozenset[int] = frozenset()) -> None:
         """Rebuild the index from hint columns: per key, the highest seq wins.
 
         Segments whose seq ranges do not overlap (the usual case) are applied in
@@ -339,6 +359,7 @@ class Store:
             lo, hi = (min(h.seqs), max(h.seqs)) if n else (0, 0)
             self._segs[sid] = _SegInfo(sid, size, lo, sealed=True)
             spans.append((lo, hi, sid, h))
+        spans = [sp for sp in spans if sp[2] not in skip]     # registered, not indexed
         spans.sort(key=lambda t: (t[0], t[1]))
         overlap = any(spans[i][0] <= spans[i - 1][1] for i in range(1, len(spans))
                       if len(spans[i][3]) and len(spans[i - 1][3]))
