@@ -15,7 +15,7 @@ from itertools import accumulate, chain, repeat
 from operator import add
 from typing import Any, Iterator
 
-from uring import DmaFile, DmaStreamWriter, Ring
+from uring import DmaFile, DmaStreamReader, DmaStreamWriter, Ring
 
 from . import record
 from .errors import CorruptionError
@@ -43,22 +43,22 @@ def parse_id(name: str) -> int | None:
 class Hints:
     """A segment's hint columns: seqs, kinds, offsets, lengths, keys (parallel)."""
 
-    __slots__ = ("seqs", "kinds", "offs", "lens", "_keys", "_raw", "_ends")
+    __slots__ = ("seqs", "kinds", "offs", "lens", "_keys", "_raw", "_klens")
 
     def __init__(self, seqs: Any, kinds: bytes, offs: Any, lens: Any,
                  keys: list[bytes] | None = None, *, raw: bytes = b"",
-                 ends: list[int] | None = None) -> None:
+                 klens: Any = None) -> None:
         self.seqs, self.kinds, self.offs, self.lens = seqs, kinds, offs, lens
-        self._keys, self._raw, self._ends = keys, raw, ends
+        self._keys, self._raw, self._klens = keys, raw, klens
 
     @property
     def keys(self) -> list[bytes]:
         """The keys, cut out of the key blob on first use (a segment an open skips
         never pays for it)."""
         if self._keys is None:
-            ends = self._ends or []
+            ends = list(accumulate(self._klens or ()))
             self._keys = list(map(self._raw.__getitem__, map(slice, [0] + ends[:-1], ends)))
-            self._raw, self._ends = b"", None
+            self._raw, self._klens = b"", None
         return self._keys
 
     def __len__(self) -> int:
@@ -169,7 +169,17 @@ async def read_hints(ring: Ring, path: str) -> Hints:
     """The hint columns of a hint file; CorruptionError if damaged."""
     f = await DmaFile.open(path, "r", ring=ring)
     try:
-        data = await f.read_at(0, await f.size())
+        size = await f.size()
+        if size <= 1 << 20:
+            data = await f.read_at(0, size)
+        else:
+            # Pooled 1 MiB buffers with reads in flight: no fresh multi-MiB DMA
+            # allocation (and its page faults) per hint file.
+            reader = DmaStreamReader(f, buffer_size=1 << 20, read_ahead=4, end=size)
+            try:
+                data = await reader.read()
+            finally:
+                await reader.close()
     finally:
         await f.close()
     return parse_hints(data, path)
@@ -196,11 +206,10 @@ def parse_hints(data: bytes, path: str) -> Hints:
     klens = _col("I", body[p:p + 4 * n]); p += 4 * n
     kinds = bytes(body[p:p + n]); p += n
     raw = bytes(body[p:])
-    ends = list(accumulate(klens))
-    if (ends[-1] if ends else 0) != len(raw):
+    if sum(klens) != len(raw):
         raise CorruptionError(f"{path}: hint file keys do not add up", path=path,
                               offset=_HINT_HEAD.size + p)
-    return Hints(seqs, kinds, offs, lens, raw=raw, ends=ends)
+    return Hints(seqs, kinds, offs, lens, raw=raw, klens=klens)
 
 
 def scan_records(data: bytes, path: str) -> Iterator[tuple[int, int, int, bytes, bytes, int]]:
