@@ -22,6 +22,8 @@ import logging
 import os
 import time
 from collections import OrderedDict
+from itertools import compress, repeat
+from operator import and_, eq, rshift
 from typing import Any, Callable, Sequence
 
 import attrs
@@ -647,13 +649,12 @@ class Store:
         self.user_bytes += klen + vlen
         cache = self._cache
         if cache:
-            hot = cache.keys() & set(keys)
-            if hot:
-                for k in hot:                       # cached keys stay cached, updated
-                    old_c = cache[k]
-                    v = wbuf[k]
-                    cache[k] = v
-                    self._cache_bytes += len(v) - len(old_c)
+            hot = list(cache.keys() & set(keys))
+            if hot:                                 # cached keys stay cached, updated
+                old_bytes = sum(map(len, map(cache.__getitem__, hot)))
+                new_vals = list(map(wbuf.__getitem__, hot))
+                cache.update(zip(hot, new_vals))    # in place: no reordering
+                self._cache_bytes += sum(map(len, new_vals)) - old_bytes
         if self._wbuf_bytes >= self.config.write_buffer_bytes:
             async with self._mutex:
                 await self._flush()
@@ -764,9 +765,15 @@ class Store:
         info = self._segs[sid]
         index = self._index
         segs = self._segs
-        # Older versions become dead bytes in their segments.
-        for old in filter(None, map(index.get, keys)):
-            segs[old >> _LOC_SHIFT_SEG].dead += old & _MASK32
+        # Older versions become dead bytes in their segments: summed per segment
+        # with C-level passes (a batch's old versions sit in a few segments).
+        olds = list(filter(None, map(index.get, keys)))
+        if olds:
+            old_sids = list(map(rshift, olds, repeat(_LOC_SHIFT_SEG, len(olds))))
+            old_lens = list(map(and_, olds, repeat(_MASK32, len(olds))))
+            for old_sid in set(old_sids):
+                segs[old_sid].dead += sum(compress(old_lens, map(eq, old_sids,
+                                                                 repeat(old_sid))))
         base = sid << _LOC_SHIFT_SEG
         locs = [base | (o << _LOC_SHIFT_OFF) | ln for o, ln in zip(offs, lens)]
         if not has_del:
