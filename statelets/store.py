@@ -434,19 +434,26 @@ class Store:
             # resolve the key again (it may have moved, changed or gone).
             return await self.get(key)
         info.readers += 1               # before any await: retirement must wait for us
-        f = info.file
-        if f is None:
-            async with self._open_lock:     # concurrent misses share one descriptor
-                if info.file is None:
-                    info.file = await DmaFile.open(f"{self.seg_dir}/{seg.segment_name(sid)}",
-                                                   "r", ring=self.ring)
-            f = info.file
         try:
-            data = await f.read_at(off, ln)
+            f = info.file
+            if f is None:
+                async with self._open_lock:     # concurrent misses share one descriptor
+                    if info.file is None and not info.doomed:
+                        try:
+                            info.file = await DmaFile.open(
+                                f"{self.seg_dir}/{seg.segment_name(sid)}", "r", ring=self.ring)
+                        except FileNotFoundError:
+                            if not info.doomed:
+                                raise
+                    f = info.file
+            # Retired by compaction (its file unlinked) before we could open it.
+            data = await f.read_at(off, ln) if f is not None else None
         finally:
             info.readers -= 1
             if info.doomed and info.readers == 0:
                 await self._close_seg(info)
+        if data is None:
+            return await self.get(key)  # the key moved (or changed, or went): look again
         rec = record.decode_at(data, 0, path=f.path, base=off)
         if rec is None or rec[2] != key or rec[4] != ln:
             raise CorruptionError(f"{f.path}: record at offset {off} is not the one the index "
