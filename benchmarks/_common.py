@@ -30,6 +30,24 @@ def fs_type(path: str) -> str:
     return kind
 
 
+def fmt(v: Any) -> str:
+    """A figure for the table: ``-`` for None, thousands separators from 100 up."""
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.3g}"
+
+
+def print_figures(rows: list[tuple[str, Any, Any, Any, str]],
+                  targets: dict[str, tuple[str, float]], notes: list[str]) -> None:
+    """:func:`print_table` of ``(name, ours, baseline, ratio, key)`` rows of raw figures."""
+    print_table("metric", [(name, fmt(ours), fmt(base), ratio, key, ours)
+                           for name, ours, base, ratio, key in rows], targets, notes)
+
+
 def print_table(first: str, rows: list[tuple[str, str, str, Any, str, Any]],
                 targets: dict[str, tuple[str, float]], notes: list[str]) -> None:
     """The readable table every benchmark prints before its JSON line.

@@ -468,20 +468,12 @@ def run_latency(duration: float, loaded: bool, busy_tasks: int = 2) -> dict[str,
 # -- report -----------------------------------------------------------------------------------
 
 
-def fmt(v: float | None) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, str):
-        return v
-    if abs(v) >= 100:
-        return f"{v:,.0f}"
-    return f"{v:.3g}"
+fmt = _common.fmt
 
 
 def print_table(rows: list[tuple[str, Any, Any, Any, str]], notes: list[str]) -> None:
     """metric | ours | baseline | ratio | target | met/MISSED (see _common.print_table)."""
-    _common.print_table("metric", [(name, fmt(ours), fmt(base), ratio, key, ours)
-                                   for name, ours, base, ratio, key in rows], TARGETS, notes)
+    _common.print_figures(rows, TARGETS, notes)
 
 
 def main(argv: list[str] | None = None) -> int:

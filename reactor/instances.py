@@ -129,6 +129,13 @@ class Receiver(Instance):
             self.finished[b.channel] = True
         return len(self.blocked) == len(self.port_of)
 
+    async def _refill(self, queue: deque) -> None:
+        """Move everything pending in the mailbox into ``queue`` (waits while it is empty)."""
+        items = await self.mailbox.get_batch()
+        if items is None:
+            raise ReactorError(f"{self.name}: mailbox closed before the final barrier")
+        queue.extend(items)
+
     def _aligned(self, queue: deque) -> tuple[int, bool]:
         """Release held events; returns (epoch, whether every channel has ended)."""
         epoch = self.barrier_epoch
@@ -277,15 +284,11 @@ class SinkInstance(Receiver):
             # The commit of the restored epoch may not have finished before the crash.
             await self.writer.commit(job.restored_from, self.restored_state)
         queue: deque[Any] = deque()
-        mailbox = self.mailbox
         writer = self.writer
         try:
             while True:
                 if not queue:
-                    items = await mailbox.get_batch()
-                    if items is None:
-                        raise ReactorError(f"{self.name}: mailbox closed before the final barrier")
-                    queue.extend(items)
+                    await self._refill(queue)
                     continue
                 item = queue.popleft()
                 cls = item.__class__

@@ -21,7 +21,7 @@ from statelets.tier import HeapTier
 from statelets.types import StateletContext
 
 from . import scheduler as _sched
-from .errors import OperatorError, ReactorError, TopologyError
+from .errors import OperatorError, TopologyError
 from .events import INF, TICK, Barrier, DataBatch, Tick, Watermark
 from .instances import Receiver
 from .keyed_timers import KeyedTimers
@@ -291,7 +291,6 @@ class OperatorInstance(Receiver):
         if self.timers.next_processing() is not None:
             self._arm_processing(self.timers.next_processing())  # type: ignore[arg-type]
         queue: deque[Any] = deque()
-        mailbox = self.mailbox
         clock = time.perf_counter
         try:
             while True:
@@ -299,10 +298,7 @@ class OperatorInstance(Receiver):
                     nxt = self.timers.next_processing()
                     if nxt is not None and nxt <= time.time():
                         await self._fire("processing", time.time())
-                    items = await mailbox.get_batch()
-                    if items is None:
-                        raise ReactorError(f"{self.name}: mailbox closed before the final barrier")
-                    queue.extend(items)
+                    await self._refill(queue)
                     continue
                 item = queue.popleft()
                 cls = item.__class__

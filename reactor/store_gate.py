@@ -23,6 +23,9 @@ class GatedStore:
         self.epoch: int | None = None
         #: Seconds writes spent waiting for commits.
         self.waited = 0.0
+        # Reads go straight to the store (bound once: no __getattr__ per call).
+        self.get = store.get
+        self.get_many = store.get_many
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)

@@ -250,6 +250,26 @@ class BoundStatelet:
         c = ck.__class__
         return (ck if c is str or c is int else _heap_key(ck, self.what)), ck
 
+    async def _held(self) -> tuple[Any, Any, Any]:
+        """(heap key, current key, held value or ``_ABSENT``), reading a miss from the store."""
+        hk, ck = self._hk()
+        v = self._heap.get(hk, _UNSET)  # type: ignore[union-attr]
+        if v is _UNSET:
+            v = await self._load(hk, ck)
+        return hk, ck, v
+
+    def _forget(self) -> None:
+        """Heap tier: the current key has no value any more (written back as a delete)."""
+        hk, ck = self._hk()
+        self._heap[hk] = _ABSENT  # type: ignore[index]
+        self._dirty[hk] = ck
+
+    def _check_input(self, x: Any) -> None:
+        """Type and picklability checks of an input, now rather than at write-back."""
+        st = self.statelet
+        if not (x.__class__ in _IMMUTABLE and (st.type is None or isinstance(x, st.type))):
+            st.codec.encode(x, self.what)
+
     async def _load(self, hk: Any, ck: Any) -> Any:
         """Read a key missing from the heap from the store (held clean)."""
         b = await self._store.get(self._store_key(ck))
@@ -410,11 +430,8 @@ class BoundValue(BoundStatelet):
 
     async def clear(self) -> None:
         """Forget the value under the current key (``get`` returns the default again)."""
-        heap = self._heap if self._store is not None else self._first_use()
-        if heap is not None:
-            hk, ck = self._hk()
-            heap[hk] = _ABSENT
-            self._dirty[hk] = ck
+        if (self._heap if self._store is not None else self._first_use()) is not None:
+            self._forget()
             return
         store, key = self._key()
         await store.delete(key)
@@ -703,13 +720,9 @@ class BoundReducer(BoundStatelet):
         """Fold ``x`` into the value under the current key."""
         heap = self._heap if self._store is not None else self._first_use()
         if heap is not None:
-            hk, ck = self._hk()
+            self._check_input(x)
+            hk, ck, acc = await self._held()
             st = self.statelet
-            if not (x.__class__ in _IMMUTABLE and (st.type is None or isinstance(x, st.type))):
-                st.codec.encode(x, self.what)       # type and picklability checks, now
-            acc = heap.get(hk, _UNSET)
-            if acc is _UNSET:
-                acc = await self._load(hk, ck)
             if acc is _ABSENT:
                 acc = x
             else:
@@ -729,12 +742,8 @@ class BoundReducer(BoundStatelet):
 
         With a heap tier the object itself is returned: don't mutate it.
         """
-        heap = self._heap if self._store is not None else self._first_use()
-        if heap is not None:
-            hk, ck = self._hk()
-            acc = heap.get(hk, _UNSET)
-            if acc is _UNSET:
-                acc = await self._load(hk, ck)
+        if (self._heap if self._store is not None else self._first_use()) is not None:
+            acc = (await self._held())[2]
             return None if acc is _ABSENT else acc
         store, key = self._key()
         b = await store.get(key)
@@ -742,11 +751,8 @@ class BoundReducer(BoundStatelet):
 
     async def clear(self) -> None:
         """Forget the reduced value under the current key."""
-        heap = self._heap if self._store is not None else self._first_use()
-        if heap is not None:
-            hk, ck = self._hk()
-            heap[hk] = _ABSENT
-            self._dirty[hk] = ck
+        if (self._heap if self._store is not None else self._first_use()) is not None:
+            self._forget()
             return
         store, key = self._key()
         await store.delete(key)
@@ -833,13 +839,9 @@ class BoundAggregator(BoundStatelet):
         """Add input ``x`` to the accumulator under the current key."""
         heap = self._heap if self._store is not None else self._first_use()
         if heap is not None:
-            hk, ck = self._hk()
+            self._check_input(x)
+            hk, ck, acc = await self._held()
             agg = self.statelet
-            if not (x.__class__ in _IMMUTABLE and (agg.type is None or isinstance(x, agg.type))):
-                agg.codec.encode(x, self.what)      # type and picklability checks, now
-            acc = heap.get(hk, _UNSET)
-            if acc is _UNSET:
-                acc = await self._load(hk, ck)
             try:
                 if acc is _ABSENT:
                     acc = agg.create()
@@ -858,12 +860,8 @@ class BoundAggregator(BoundStatelet):
 
     async def get(self) -> Any:
         """``result(acc)`` under the current key, or None if nothing was added."""
-        heap = self._heap if self._store is not None else self._first_use()
-        if heap is not None:
-            hk, ck = self._hk()
-            acc = heap.get(hk, _UNSET)
-            if acc is _UNSET:
-                acc = await self._load(hk, ck)
+        if (self._heap if self._store is not None else self._first_use()) is not None:
+            acc = (await self._held())[2]
             if acc is _ABSENT:
                 return None
             result = self.statelet.result
@@ -878,11 +876,8 @@ class BoundAggregator(BoundStatelet):
 
     async def clear(self) -> None:
         """Forget the accumulator under the current key."""
-        heap = self._heap if self._store is not None else self._first_use()
-        if heap is not None:
-            hk, ck = self._hk()
-            heap[hk] = _ABSENT
-            self._dirty[hk] = ck
+        if (self._heap if self._store is not None else self._first_use()) is not None:
+            self._forget()
             return
         store, key = self._key()
         await store.delete(key)
