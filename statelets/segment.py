@@ -79,6 +79,8 @@ class ActiveSegment:
         self.kinds = bytearray()
         self.keys: list[bytes] = []
         self.min_seq = 0
+        #: Bytes a read from the file sees (the rest is still in the writer).
+        self.readable = 0
 
     @classmethod
     async def create(cls, ring: Ring, directory: str, seg_id: int,
@@ -121,11 +123,15 @@ class ActiveSegment:
 
     async def flush(self) -> None:
         """Make everything appended readable from the file (padded tail written)."""
+        pos = self.writer.position
         await self.writer.flush()
+        self.readable = max(self.readable, pos)
 
     async def seal(self, directory: str) -> None:
         """Finish the file (exact length, fdatasync) and write its hint file durably."""
+        pos = self.writer.position
         await self.writer.close()
+        self.readable = pos
         await self.file.fdatasync()
         await write_hints(self.file.ring, f"{directory}/{hint_name(self.id)}",
                           Hints(self.seqs, bytes(self.kinds), self.offs, self.lens, self.keys))

@@ -14,6 +14,7 @@ survives kill -9, and nothing after it is seen. See FORMAT.md.
 from __future__ import annotations
 
 import bisect
+from array import array
 
 import errno
 import fcntl
@@ -38,19 +39,26 @@ from .snapshot import Manifest, fsync_dir, list_epochs, read_manifest, write_fil
 log = logging.getLogger("statelets.store")
 
 _TOMBSTONE = object()
-_LOC_SHIFT_SEG = 64
-_LOC_SHIFT_OFF = 32
-_MASK32 = (1 << 32) - 1
+# The index maps a key to a record id: (segment id << _RID_SHIFT) | the record's
+# ordinal in its segment. Offsets and lengths live in per-segment arrays, so the
+# ids of a batch are one range (no per-key arithmetic) and stay small ints.
+_RID_SHIFT = 32
+_RID_MASK = (1 << _RID_SHIFT) - 1
 
 MergeFn = Callable[[bytes | None, list[bytes]], bytes]
 
+#: ``put_many`` batches at least this long are appended at once, not buffered.
+DIRECT_BATCH = 256
 
-def _loc(seg_id: int, offset: int, length: int) -> int:
-    return (seg_id << _LOC_SHIFT_SEG) | (offset << _LOC_SHIFT_OFF) | length
+
+def _rid(seg_id: int, ordinal: int) -> int:
+    """The record id of the ``ordinal``-th record of segment ``seg_id``."""
+    return (seg_id << _RID_SHIFT) | ordinal
 
 
-def _unloc(loc: int) -> tuple[int, int, int]:
-    return loc >> _LOC_SHIFT_SEG, (loc >> _LOC_SHIFT_OFF) & _MASK32, loc & _MASK32
+def _rid_segment(rid: int) -> int:
+    """The segment id of record id ``rid``."""
+    return rid >> _RID_SHIFT
 
 
 @attrs.frozen
@@ -86,10 +94,16 @@ class StoreConfig:
 class _SegInfo:
     """What the store knows of one segment file."""
 
-    __slots__ = ("id", "size", "dead", "min_seq", "file", "readers", "sealed", "doomed")
+    __slots__ = ("id", "size", "dead", "min_seq", "file", "readers", "sealed", "doomed",
+                 "offs", "lens")
 
-    def __init__(self, seg_id: int, size: int, min_seq: int, sealed: bool) -> None:
+    def __init__(self, seg_id: int, size: int, min_seq: int, sealed: bool,
+                 offs: Any = None, lens: Any = None) -> None:
         self.id = seg_id
+        # Offset and length of every record by ordinal (the hint columns; for a
+        # segment being written, the writer's columns, growing in place).
+        self.offs = offs if offs is not None else array("I")
+        self.lens = lens if lens is not None else array("I")
         self.size = size            # bytes of records
         self.dead = 0               # bytes of records no longer live
         self.min_seq = min_seq
@@ -242,9 +256,7 @@ class Store:
         self._take_lock()
         try:
             await self._restore(epoch)
-            sid = self._take_id()
-            self._active = await seg.ActiveSegment.create(self.ring, self.seg_dir, sid)
-            self._segs[sid] = _SegInfo(sid, 0, 0, sealed=False)
+            await self._new_active()
         except BaseException:
             self._release_lock()
             raise
@@ -331,8 +343,10 @@ class Store:
             else:
                 # Live-byte accounting: everything not pointed to by the index is dead.
                 live = {sid: 0 for sid in self._segs}
-                for loc in self._index.values():
-                    live[loc >> _LOC_SHIFT_SEG] += loc & _MASK32
+                segs = self._segs
+                for rid in self._index.values():
+                    sid = rid >> _RID_SHIFT
+                    live[sid] += segs[sid].lens[rid & _RID_MASK]
                 for sid, info in self._segs.items():
                     info.dead = info.size - live[sid]
         # Whatever is not part of the restored checkpoint is discarded: writes
@@ -359,7 +373,7 @@ class Store:
             n = len(h)
             size = h.offs[-1] + h.lens[-1] if n else 0
             lo, hi = (min(h.seqs), max(h.seqs)) if n else (0, 0)
-            self._segs[sid] = _SegInfo(sid, size, lo, sealed=True)
+            self._segs[sid] = _SegInfo(sid, size, lo, sealed=True, offs=h.offs, lens=h.lens)
             spans.append((lo, hi, sid, h))
         spans = [sp for sp in spans if sp[2] not in skip]     # registered, not indexed
         spans.sort(key=lambda t: (t[0], t[1]))
@@ -367,8 +381,8 @@ class Store:
                       if len(spans[i][3]) and len(spans[i - 1][3]))
         seen: dict[bytes, int] = {}
         for _lo, _hi, sid, h in spans:
-            base = sid << _LOC_SHIFT_SEG
-            locs = [base | (o << _LOC_SHIFT_OFF) | ln for o, ln in zip(h.offs, h.lens)]
+            base = sid << _RID_SHIFT
+            locs = range(base, base + len(h))
             if not overlap:
                 if record.DELETE not in h.kinds:
                     index.update(zip(h.keys, locs))
@@ -427,12 +441,15 @@ class Store:
         return value
 
     async def _read(self, key: bytes, loc: int) -> bytes | None:
-        sid, off, ln = _unloc(loc)
+        sid = loc >> _RID_SHIFT
         info = self._segs.get(sid)
         if info is None:
             # Compaction retired that segment after the caller looked the key up:
             # resolve the key again (it may have moved, changed or gone).
             return await self.get(key)
+        i = loc & _RID_MASK
+        off = info.offs[i]
+        ln = info.lens[i]
         info.readers += 1               # before any await: retirement must wait for us
         try:
             f = info.file
@@ -446,6 +463,12 @@ class Store:
                             if not info.doomed:
                                 raise
                     f = info.file
+            active = self._active
+            if sid == active.id and off + ln > active.readable:
+                # Still (partly) in the writer's memory: write the tail out first.
+                async with self._mutex:
+                    if sid == self._active.id and off + ln > self._active.readable:
+                        await self._active.flush()
             # Retired by compaction (its file unlinked) before we could open it.
             data = await f.read_at(off, ln) if f is not None else None
         finally:
@@ -620,7 +643,10 @@ class Store:
         """``put`` every key to its value, as one batch (a WriteBatch's worth of work).
 
         Checks and bookkeeping run over the whole batch in C-level passes rather
-        than per key. Later pairs win over earlier ones with the same key.
+        than per key. Later pairs win over earlier ones with the same key. A batch
+        of ``DIRECT_BATCH`` pairs or more skips the write buffer: it is appended to
+        the active segment at once (one pass over a small dict instead of two over
+        the store-sized buffer).
         """
         if len(keys) != len(values):
             raise ValueError(f"put_many: {len(keys)} keys but {len(values)} values")
@@ -634,37 +660,55 @@ class Store:
             for k, v in zip(keys, values):          # name the first offender
                 _check_bytes("key", k)
                 _check_bytes("value", v)
-        klen = sum(map(len, keys))
-        vlen = sum(map(len, values))
         if max(map(len, keys)) > record.MAX_KEY or max(map(len, values)) > record.MAX_VALUE:
             for k, v in zip(keys, values):
                 if len(k) > record.MAX_KEY or len(v) > record.MAX_VALUE:
                     _refuse_size(k, v)
         if self._failed is not None or self._closed:
             self._check_usable()
-        wbuf = self._wbuf
         if self._sorted is not None:
             index, added = self._index, self._added
             new = [k for k in keys if k not in index and k not in added]
             if new:
                 added.update(new)
                 self._added_sorted = None
+        if len(keys) >= DIRECT_BATCH:
+            batch = dict(zip(keys, values))
+            self.user_bytes += sum(map(len, keys)) + sum(map(len, values))
+            async with self._mutex:
+                if self._wbuf:                      # older buffered writes go first
+                    await self._flush()
+                self._check_usable()
+                # From here until the index points at the new records, readers
+                # find the values in _flushing (and never cache the old ones).
+                self._flushing = batch
+                self._recache(batch.keys(), batch)
+                await self._append_buffer(batch)
+            return
+        wbuf = self._wbuf
         # Counted as if every key were new to the buffer: an overwrite within it
         # only makes the next flush come a little early.
         wbuf.update(zip(keys, values))
+        klen = sum(map(len, keys))
+        vlen = sum(map(len, values))
         self._wbuf_bytes += klen + vlen + 32 * len(keys)
         self.user_bytes += klen + vlen
-        cache = self._cache
-        if cache:
-            hot = list(cache.keys() & set(keys))
-            if hot:                                 # cached keys stay cached, updated
-                old_bytes = sum(map(len, map(cache.__getitem__, hot)))
-                new_vals = list(map(wbuf.__getitem__, hot))
-                cache.update(zip(hot, new_vals))    # in place: no reordering
-                self._cache_bytes += sum(map(len, new_vals)) - old_bytes
+        self._recache(keys, wbuf)
         if self._wbuf_bytes >= self.config.write_buffer_bytes:
             async with self._mutex:
                 await self._flush()
+
+    def _recache(self, keys: Any, values: dict[bytes, Any]) -> None:
+        """Cached keys among ``keys`` stay cached, holding their new value from ``values``."""
+        cache = self._cache
+        if not cache:
+            return
+        hot = list(cache.keys() & (keys if isinstance(keys, type({}.keys())) else set(keys)))
+        if hot:
+            old_bytes = sum(map(len, map(cache.__getitem__, hot)))
+            new_vals = list(map(values.__getitem__, hot))
+            cache.update(zip(hot, new_vals))    # in place: no reordering
+            self._cache_bytes += sum(map(len, new_vals)) - old_bytes
 
     async def delete(self, key: bytes) -> None:
         """Remove ``key`` (a no-op if absent)."""
@@ -709,19 +753,32 @@ class Store:
         await self.put(key, fn(base, [operand]))
 
     async def _flush(self) -> None:
-        """Append the write buffer to the active segment (rolling segments when full).
-
-        Callers hold ``_mutex``. Pauses between chunks so a big buffer does not
-        hold the core; writes arriving meanwhile go to a fresh buffer.
-        """
+        """Append the write buffer to the active segment. Callers hold ``_mutex``."""
         if not self._wbuf:
             return
         self._check_usable()
         wbuf, self._wbuf, self._wbuf_bytes = self._wbuf, {}, 0
         self._flushing = wbuf
+        await self._append_buffer(wbuf)
         try:
-            keys = list(wbuf)
-            vals = list(wbuf.values())
+            # A full buffer's worth: write the tail out too, so the file holds
+            # it (reads need not flush, a crash leaves it to the torn-tail rules).
+            await self._active.flush()
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+
+    async def _append_buffer(self, buf: dict[bytes, Any]) -> None:
+        """Append ``buf`` (which is ``_flushing``) as records, rolling segments when full.
+
+        Callers hold ``_mutex``. Pauses between chunks so a big buffer does not
+        hold the core; writes arriving meanwhile go to a fresh buffer. The
+        records become readable from the file when a read needs them (see
+        ``_read``): appends do not wait for the segment's tail to be written.
+        """
+        try:
+            keys = list(buf)
+            vals = list(buf.values())
             n = len(keys)
             pos = 0
             seg_size = self.config.segment_size
@@ -741,13 +798,12 @@ class Store:
                             break
                 await self._append(ks, vs)
                 pos += len(ks)
-                await self.pause()
                 if pos < n:
+                    await self.pause()
                     nk, nv = keys[pos], vals[pos]
                     nxt = record.HEADER_SIZE + len(nk) + (0 if nv is _TOMBSTONE else len(nv))
                     if self._active.size + nxt > seg_size:
                         await self._roll()
-            await self._active.flush()
         except BaseException as exc:
             self._fail(exc)
             raise
@@ -767,7 +823,8 @@ class Store:
             values = vals
         seq0 = self._seq + 1
         self._seq += n
-        offs, lens = await active.append_columns(keys, values, kinds, seq0)
+        first = len(active.lens)
+        _offs, lens = await active.append_columns(keys, values, kinds, seq0)
         sid = active.id
         info = self._segs[sid]
         index = self._index
@@ -776,19 +833,22 @@ class Store:
         # with C-level passes (a batch's old versions sit in a few segments).
         olds = list(filter(None, map(index.get, keys)))
         if olds:
-            old_sids = list(map(rshift, olds, repeat(_LOC_SHIFT_SEG, len(olds))))
-            old_lens = list(map(and_, olds, repeat(_MASK32, len(olds))))
-            for old_sid in set(old_sids):
-                segs[old_sid].dead += sum(compress(old_lens, map(eq, old_sids,
-                                                                 repeat(old_sid))))
-        base = sid << _LOC_SHIFT_SEG
-        locs = [base | (o << _LOC_SHIFT_OFF) | ln for o, ln in zip(offs, lens)]
+            old_sids = list(map(rshift, olds, repeat(_RID_SHIFT, len(olds))))
+            distinct = set(old_sids)
+            for old_sid in distinct:
+                mine = olds if len(distinct) == 1 else \
+                    compress(olds, map(eq, old_sids, repeat(old_sid)))
+                old_lens = segs[old_sid].lens
+                segs[old_sid].dead += sum(map(old_lens.__getitem__,
+                                              map(and_, mine, repeat(_RID_MASK))))
+        base = (sid << _RID_SHIFT) + first
+        rids = range(base, base + n)
         if not has_del:
-            index.update(zip(keys, locs))
+            index.update(zip(keys, rids))
         else:
-            for k, kind, loc, ln in zip(keys, kinds, locs, lens):
+            for k, kind, rid, ln in zip(keys, kinds, rids, lens):
                 if kind == record.PUT:
-                    index[k] = loc
+                    index[k] = rid
                 else:
                     index.pop(k, None)
                     info.dead += ln               # a tombstone is never live data
@@ -810,9 +870,12 @@ class Store:
         info = self._segs[active.id]
         info.sealed = True
         info.file = active.file                # keep the fd for reads
+        await self._new_active()
+
+    async def _new_active(self) -> None:
         sid = self._take_id()
-        self._active = await seg.ActiveSegment.create(self.ring, self.seg_dir, sid)
-        self._segs[sid] = _SegInfo(sid, 0, 0, sealed=False)
+        active = self._active = await seg.ActiveSegment.create(self.ring, self.seg_dir, sid)
+        self._segs[sid] = _SegInfo(sid, 0, 0, sealed=False, offs=active.offs, lens=active.lens)
 
     def _fail(self, exc: BaseException) -> None:
         if self._failed is None and not isinstance(exc, (curio.CancelledError, GeneratorExit)):
@@ -976,12 +1039,12 @@ class Store:
             return {"segments": 0, "reclaimed": 0, "rewritten": 0}
         out_id = self._take_id()
         out = await seg.ActiveSegment.create(self.ring, self.seg_dir, out_id)
-        out_info = _SegInfo(out_id, 0, 0, sealed=False)
+        out_info = _SegInfo(out_id, 0, 0, sealed=False, offs=out.offs, lens=out.lens)
         self._segs[out_id] = out_info
         others_min_seq = min((i.min_seq for i in self._segs.values()
                               if i.id not in candidates and i.id != out_id and i.size), default=None)
         rewritten = reclaimed = scanned = seen = 0
-        moves: list[tuple[bytes, int, int, int, int]] = []   # key, old loc, seq, off, len
+        moves: list[tuple[bytes, int, int, int]] = []   # key, old rid, new rid, len
         for sid in candidates:
             info = self._segs[sid]
             path = f"{self.seg_dir}/{seg.segment_name(sid)}"
@@ -994,11 +1057,13 @@ class Store:
             c_seqs: list[int] = []
             c_old: list[int] = []
             index = self._index
+            rid = sid << _RID_SHIFT
             for off, seq_no, kind, key, value, size in seg.scan_records(data, path):
                 seen += 1               # dead records cost CPU too: pause on every 256th
                 if pause is not None and seen & 255 == 0:
                     await pause()
-                loc = _loc(sid, off, size)
+                loc = rid
+                rid += 1
                 if kind == record.PUT and index.get(key) == loc:
                     c_old.append(loc)
                 elif kind == record.DELETE and key not in index and (
@@ -1013,9 +1078,11 @@ class Store:
                 c_seqs.append(seq_no)
                 scanned += 1
             if c_keys:
+                first = (out_id << _RID_SHIFT) + len(out.lens)
                 offs, lens = await out.append_columns(c_keys, c_vals, bytes(c_kinds), c_seqs)
-                for key, old_loc, sq, off, ln, kind in zip(c_keys, c_old, c_seqs, offs, lens, c_kinds):
-                    moves.append((key, old_loc, sq, off, ln))
+                for key, old_loc, new_rid, ln, kind in zip(c_keys, c_old, range(first, first + len(lens)),
+                                                           lens, c_kinds):
+                    moves.append((key, old_loc, new_rid, ln))
                     if kind == record.PUT:
                         rewritten += ln
                 written = sum(lens)
@@ -1029,14 +1096,15 @@ class Store:
             return await self._retire(candidates, out, out_id, out_info, moves, reclaimed, rewritten)
 
     async def _retire(self, candidates: list[int], out: Any, out_id: int, out_info: _SegInfo,
-                      moves: list[tuple[bytes, int, int, int, int]], reclaimed: int,
+                      moves: list[tuple[bytes, int, int, int]], reclaimed: int,
                       rewritten: int) -> dict[str, Any]:
         # Repoint the index: only keys still at the location we copied (a put
         # during compaction wins), then retire the old segments.
         live = 0
-        for key, old_loc, seq_no, off, ln in moves:
-            if old_loc >= 0 and self._index.get(key) == old_loc:
-                self._index[key] = _loc(out_id, off, ln)
+        index = self._index
+        for key, old_rid, new_rid, ln in moves:
+            if old_rid >= 0 and index.get(key) == old_rid:
+                index[key] = new_rid
                 live += ln
         out_info.size = out.size
         out_info.dead = out.size - live
