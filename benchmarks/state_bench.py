@@ -31,6 +31,9 @@ What is measured (a phase per line; every ratio is ours / a baseline):
   of each side counts.
 * **overwrite** every key once in random order with new values (ours
   ``put_many`` batches of 1,000 + checkpoint, rocksdict batches + flush, lmdb commits + sync).
+* **floor** (insert and overwrite, informational): one ``dict.update`` per
+  batch of the same pairs, the least a store that indexes keys in a CPython
+  dict must do, reported against rocksdict to show where the targets sit.
 * **scan** of all keys in key order: ``store.scan()`` against rocksdict
   ``items()`` and an lmdb cursor; mirrored legs, best counts.
 * **checkpoint**: in a store of its own whose write buffer holds the whole load,
@@ -324,6 +327,19 @@ class Lmdb:
 
 # -- fio ---------------------------------------------------------------------------------
 
+def dict_floor(keys: list[bytes], vals: list[bytes], preload: list[bytes] | None = None) -> float:
+    """Seconds for the least any store indexing keys in a CPython dict must do:
+    one ``dict.update`` per batch of BATCH pairs (into a dict already holding
+    ``preload``, for overwrites). Not a baseline with a target: it shows how
+    far above that floor the store's own work is, and how far the floor itself
+    is from rocksdict on this machine."""
+    d = dict.fromkeys(preload) if preload else {}
+    t0 = time.perf_counter()
+    for j in range(0, len(keys), BATCH):
+        d.update(zip(keys[j:j + BATCH], vals[j:j + BATCH]))
+    return time.perf_counter() - t0
+
+
 def run_fio(paths: list[str], duration: float, warmup: float) -> tuple[int, float]:
     """4 KiB randread at iodepth 128 over ``paths`` (io_uring, O_DIRECT, read-only): (ios, s).
 
@@ -478,6 +494,8 @@ async def bench(args: argparse.Namespace, data: Data, root: str, watchdog: Watch
         lm = Lmdb(os.path.join(root, "lmdb"), map_size=live * 12 + 256 * MiB)
         m["lmdb_insert_s"] = lm.write(keys, vals0)
         log(f"  lmdb: {n / m['lmdb_insert_s']:,.0f} puts/s")
+        m["floor_insert_s"] = dict_floor(keys, vals0)
+        log(f"  floor (one dict.update per batch): {n / m['floor_insert_s']:,.0f} puts/s")
 
         # -- hot get ------------------------------------------------------------------
         watchdog.arm("hot get", 3 * limit)
@@ -542,6 +560,8 @@ async def bench(args: argparse.Namespace, data: Data, root: str, watchdog: Watch
         rocks.wait_idle()
         m["lmdb_overwrite_s"] = lm.write(wkeys, wvals)
         log(f"  lmdb: {n / m['lmdb_overwrite_s']:,.0f} puts/s")
+        m["floor_overwrite_s"] = dict_floor(wkeys, wvals, keys)
+        log(f"  floor (one dict.update per batch): {n / m['floor_overwrite_s']:,.0f} puts/s")
         del wkeys, wvals, worder
 
         # -- scan ---------------------------------------------------------------------
@@ -892,6 +912,8 @@ def main(argv: list[str] | None = None) -> int:
     over = n / m["overwrite_s"]
     r_over = n / m["rocks_overwrite_s"]
     l_over = n / m["lmdb_overwrite_s"]
+    f_insert = n / m["floor_insert_s"]
+    f_over = n / m["floor_overwrite_s"]
     scan = {k: n / v for k, v in m["scan_s"].items()}
     hits = m.get("hot_hits", [])
     hot_hit_ratio = (sum(h for h, _ in hits) / max(1, sum(h + x for h, x in hits))
@@ -927,6 +949,8 @@ def main(argv: list[str] | None = None) -> int:
         "overwrite_ops_per_s": round(over),
         "rocksdict_overwrite_ops_per_s": round(r_over),
         "lmdb_overwrite_ops_per_s": round(l_over),
+        "dict_floor_insert_ops_per_s": round(f_insert),
+        "dict_floor_overwrite_ops_per_s": round(f_over),
         "scan_keys_per_s": round(scan["ours"]),
         "rocksdict_scan_keys_per_s": round(scan["rocksdict"]),
         "lmdb_scan_keys_per_s": round(scan["lmdb"]),
@@ -969,6 +993,8 @@ def main(argv: list[str] | None = None) -> int:
         "cold_get_t128_disk_reads_vs_fio": ratio(cold_reads, fio),
         "overwrite_vs_rocksdict_batch": ratio(over, r_over),
         "overwrite_vs_lmdb": ratio(over, l_over),
+        "dict_floor_insert_vs_rocksdict_batch": ratio(f_insert, r_insert),
+        "dict_floor_overwrite_vs_rocksdict_batch": ratio(f_over, r_over),
         "scan_vs_rocksdict": ratio(scan["ours"], scan["rocksdict"]),
         "scan_vs_lmdb": ratio(scan["ours"], scan["lmdb"]),
         "checkpoint_1pct_vs_full": ratio(m["ckpt_1pct_s"], m["ckpt_full_s"]),
@@ -984,6 +1010,8 @@ def main(argv: list[str] | None = None) -> int:
              ratios["insert_vs_rocksdict_batch"], "insert_vs_rocksdict_batch"),
             ("insert puts/s vs lmdb", insert, l_insert, ratios["insert_vs_lmdb"],
              "insert_vs_lmdb"),
+            ("  floor: 1 dict.update/batch vs rocksdict", f_insert, r_insert,
+             ratios["dict_floor_insert_vs_rocksdict_batch"], ""),
             ("hot get/s vs rocksdict", hot["ours"], hot["rocksdict"],
              ratios["hot_get_vs_rocksdict"], "hot_get_vs_rocksdict"),
             ("hot get/s vs lmdb", hot["ours"], hot["lmdb"], ratios["hot_get_vs_lmdb"],
@@ -995,6 +1023,8 @@ def main(argv: list[str] | None = None) -> int:
             ("overwrite puts/s vs rocksdict WriteBatch", over, r_over,
              ratios["overwrite_vs_rocksdict_batch"], "overwrite_vs_rocksdict_batch"),
             ("overwrite puts/s vs lmdb", over, l_over, ratios["overwrite_vs_lmdb"], ""),
+            ("  floor: 1 dict.update/batch vs rocksdict", f_over, r_over,
+             ratios["dict_floor_overwrite_vs_rocksdict_batch"], ""),
             ("scan keys/s vs rocksdict items()", scan["ours"], scan["rocksdict"],
              ratios["scan_vs_rocksdict"], ""),
             ("scan keys/s vs lmdb cursor", scan["ours"], scan["lmdb"], ratios["scan_vs_lmdb"],

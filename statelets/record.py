@@ -60,6 +60,31 @@ def encode_into(out: bytearray, kv: bytes, klens: Any, vlens: Any, kinds: bytes,
     return pos
 
 
+_check_record = lib.ur_check_record if lib is not None else None
+
+
+def value_of(data: bytes, key: bytes, *, path: str, offset: int) -> bytes:
+    """The value of the record ``data`` (exactly one record) read for ``key``.
+
+    A record that fails its checksum, has a damaged header, holds another key
+    or is a tombstone (the index points only at puts) raises
+    :class:`CorruptionError` naming ``path`` and ``offset``. One C call checks it all where the extension is
+    built; otherwise :func:`decode_at` does the same in Python.
+    """
+    if _check_record is not None:
+        kind = _check_record(data, len(data), key, len(key))
+        if kind == PUT:
+            return data[HEADER_SIZE + len(key):]
+        if kind == DELETE or kind == -3:
+            raise CorruptionError(f"{path}: record at offset {offset} is not the one the index "
+                                  f"expects (key {key!r})", path=path, offset=offset)
+    rec = decode_at(data, 0, path=path, base=offset)     # names the damage
+    if rec is None or rec[1] != PUT or rec[2] != key or rec[4] != len(data):
+        raise CorruptionError(f"{path}: record at offset {offset} is not the one the index "
+                              f"expects (key {key!r})", path=path, offset=offset)
+    return rec[3]
+
+
 def encode(seq: int, kind: int, key: bytes, value: bytes) -> bytes:
     """One record as bytes."""
     body = _BODY.pack(seq, len(key), len(value), kind) + key + value

@@ -94,15 +94,21 @@ class ActiveSegment:
         return self.writer.position
 
     async def append_columns(self, keys: list[bytes], values: list[bytes], kinds: bytes,
-                             seqs: Any) -> tuple[list[int], list[int]]:
-        """Append records (``seqs`` an int start or a sequence); returns offsets and lengths."""
+                             seqs: Any, *, klens: array | None = None,
+                             vlens: array | None = None) -> tuple[list[int], list[int]]:
+        """Append records (``seqs`` an int start or a sequence); returns offsets and lengths.
+
+        ``klens``/``vlens``: the keys' and values' lengths when the caller has them.
+        """
         n = len(keys)
         if not n:
             return [], []
         if isinstance(seqs, int):
             seqs = range(seqs, seqs + n)
-        klens = array("I", map(len, keys))
-        vlens = array("I", map(len, values))
+        if klens is None:
+            klens = array("I", map(len, keys))
+        if vlens is None:
+            vlens = array("I", map(len, values))
         lens = list(map(add, map(add, klens, vlens), repeat(record.HEADER_SIZE, n)))
         offs = list(accumulate(lens, initial=self.writer.position))[:-1]
         out = bytearray(sum(lens))

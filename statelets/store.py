@@ -24,7 +24,7 @@ import os
 import time
 from collections import OrderedDict
 from itertools import compress, repeat
-from operator import and_, eq, rshift
+from operator import add, and_, eq, rshift
 from typing import Any, Callable, Sequence
 
 import attrs
@@ -39,11 +39,15 @@ from .snapshot import Manifest, fsync_dir, list_epochs, read_manifest, write_fil
 log = logging.getLogger("statelets.store")
 
 _TOMBSTONE = object()
-# The index maps a key to a record id: (segment id << _RID_SHIFT) | the record's
-# ordinal in its segment. Offsets and lengths live in per-segment arrays, so the
-# ids of a batch are one range (no per-key arithmetic) and stay small ints.
-_RID_SHIFT = 32
-_RID_MASK = (1 << _RID_SHIFT) - 1
+# The index maps a key to a record id: segment id << 64 | the record's ordinal
+# in its segment << 32 | the record's length. Offsets live in per-segment
+# arrays, read only by point reads; the length rides along so that counting an
+# overwritten record's bytes as dead needs no second random memory access
+# (on this class of VM each one costs a TLB walk). A batch's ids are one range
+# plus its lengths: C-level passes, no per-key Python arithmetic.
+_RID_SEG = 64
+_RID_ORD = 32
+_MASK32 = (1 << 32) - 1
 
 MergeFn = Callable[[bytes | None, list[bytes]], bytes]
 
@@ -51,14 +55,15 @@ MergeFn = Callable[[bytes | None, list[bytes]], bytes]
 DIRECT_BATCH = 256
 
 
-def _rid(seg_id: int, ordinal: int) -> int:
-    """The record id of the ``ordinal``-th record of segment ``seg_id``."""
-    return (seg_id << _RID_SHIFT) | ordinal
+def _rids(seg_id: int, first: int, lens: Any) -> Any:
+    """Record ids of the records ``first``, ``first + 1``... of segment ``seg_id``."""
+    base = (seg_id << _RID_SEG) | (first << _RID_ORD)
+    return map(add, range(base, base + (len(lens) << _RID_ORD), 1 << _RID_ORD), lens)
 
 
 def _rid_segment(rid: int) -> int:
     """The segment id of record id ``rid``."""
-    return rid >> _RID_SHIFT
+    return rid >> _RID_SEG
 
 
 @attrs.frozen
@@ -189,11 +194,19 @@ class Store:
         self._wbuf: dict[bytes, Any] = {}
         self._wbuf_bytes = 0
         self._flushing: dict[bytes, Any] = {}    # the buffer being appended, still readable
+        # Bumped by every change to the index or the write buffers: a read that
+        # sees it unchanged after its disk I/O caches the value without
+        # re-checking that nothing newer arrived meanwhile.
+        self._mutations = 0
         # The read cache is CLOCK (second-chance FIFO): a hit only marks the key in
         # _cache_ref; eviction gives marked keys another round. Moving each hit to
-        # the end of an LRU list costs more than the rest of a cached get.
+        # the end of an LRU list costs more than the rest of a cached get. Hits are
+        # marked only once the cache is nearly full (_cache_marking): until
+        # something may be evicted, a mark is a second random memory access per
+        # get that buys nothing.
         self._cache: OrderedDict[bytes, bytes] = OrderedDict()
         self._cache_ref: set[bytes] = set()
+        self._cache_marking = False
         self._cache_bytes = 0
         self._segs: dict[int, _SegInfo] = {}
         self._active: seg.ActiveSegment | None = None
@@ -343,10 +356,8 @@ class Store:
             else:
                 # Live-byte accounting: everything not pointed to by the index is dead.
                 live = {sid: 0 for sid in self._segs}
-                segs = self._segs
                 for rid in self._index.values():
-                    sid = rid >> _RID_SHIFT
-                    live[sid] += segs[sid].lens[rid & _RID_MASK]
+                    live[rid >> _RID_SEG] += rid & _MASK32
                 for sid, info in self._segs.items():
                     info.dead = info.size - live[sid]
         # Whatever is not part of the restored checkpoint is discarded: writes
@@ -381,8 +392,7 @@ class Store:
                       if len(spans[i][3]) and len(spans[i - 1][3]))
         seen: dict[bytes, int] = {}
         for _lo, _hi, sid, h in spans:
-            base = sid << _RID_SHIFT
-            locs = range(base, base + len(h))
+            locs = _rids(sid, 0, h.lens)
             if not overlap:
                 if record.DELETE not in h.kinds:
                     index.update(zip(h.keys, locs))
@@ -420,7 +430,8 @@ class Store:
             return None if v is _TOMBSTONE else v
         v = self._cache.get(key)
         if v is not None:
-            self._cache_ref.add(key)
+            if self._cache_marking:
+                self._cache_ref.add(key)
             self.cache_hits += 1
             return v
         if self._closed or self._failed is not None:
@@ -432,24 +443,25 @@ class Store:
         if loc is None:
             return None
         self.cache_misses += 1
+        mark = self._mutations
         value = await self._read(key, loc)
         # Cache only if nothing newer arrived while we read (a put drops the key
         # from the cache; caching the old value after it would resurrect it).
-        if value is not None and self._index.get(key) == loc and key not in self._wbuf \
-                and key not in self._flushing:
+        if value is not None and (mark == self._mutations or (
+                self._index.get(key) == loc and key not in self._wbuf
+                and key not in self._flushing)):
             self._cache_put(key, value)
         return value
 
     async def _read(self, key: bytes, loc: int) -> bytes | None:
-        sid = loc >> _RID_SHIFT
+        sid = loc >> _RID_SEG
         info = self._segs.get(sid)
         if info is None:
             # Compaction retired that segment after the caller looked the key up:
             # resolve the key again (it may have moved, changed or gone).
             return await self.get(key)
-        i = loc & _RID_MASK
-        off = info.offs[i]
-        ln = info.lens[i]
+        off = info.offs[(loc >> _RID_ORD) & _MASK32]
+        ln = loc & _MASK32
         info.readers += 1               # before any await: retirement must wait for us
         try:
             f = info.file
@@ -477,11 +489,7 @@ class Store:
                 await self._close_seg(info)
         if data is None:
             return await self.get(key)  # the key moved (or changed, or went): look again
-        rec = record.decode_at(data, 0, path=f.path, base=off)
-        if rec is None or rec[2] != key or rec[4] != ln:
-            raise CorruptionError(f"{f.path}: record at offset {off} is not the one the index "
-                                  f"expects (key {key!r})", path=f.path, offset=off)
-        return rec[3]
+        return record.value_of(data, key, path=f.path, offset=off)
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """Values of ``keys`` (None where missing); disk reads for the misses go out together."""
@@ -497,7 +505,8 @@ class Store:
                 continue
             v = self._cache.get(k)
             if v is not None:
-                self._cache_ref.add(k)
+                if self._cache_marking:
+                    self._cache_ref.add(k)
                 self.cache_hits += 1
                 out[i] = v
                 continue
@@ -510,14 +519,16 @@ class Store:
         elif misses:
             self._check_usable()
             self.cache_misses += len(misses)
+            mark = self._mutations
             async with curio.TaskGroup() as g:
                 tasks = [(i, k, loc, await g.spawn(self._read, k, loc)) for i, k, loc in misses]
             for i, k, loc, t in tasks:
                 v = t.result
                 out[i] = v
                 # Cache only values nothing newer replaced while we read.
-                if v is not None and self._index.get(k) == loc and k not in self._wbuf \
-                        and k not in self._flushing:
+                if v is not None and (mark == self._mutations or (
+                        self._index.get(k) == loc and k not in self._wbuf
+                        and k not in self._flushing)):
                     self._cache_put(k, v)
         return out
 
@@ -532,6 +543,8 @@ class Store:
             self._cache_bytes -= len(key) + len(old) + 64
         cache[key] = value
         self._cache_bytes += size
+        if not self._cache_marking and self._cache_bytes > budget - (budget >> 3):
+            self._cache_marking = True
         ref = self._cache_ref
         while self._cache_bytes > budget:
             k, v = cache.popitem(last=False)
@@ -626,6 +639,7 @@ class Store:
         else:
             self._wbuf_bytes += len(key) + 32
         wbuf[key] = value
+        self._mutations += 1
         self._wbuf_bytes += len(value)
         self.user_bytes += len(key) + len(value)
         cache = self._cache
@@ -660,7 +674,12 @@ class Store:
             for k, v in zip(keys, values):          # name the first offender
                 _check_bytes("key", k)
                 _check_bytes("value", v)
-        if max(map(len, keys)) > record.MAX_KEY or max(map(len, values)) > record.MAX_VALUE:
+        klens = array("I", map(len, keys))
+        try:
+            vlens = array("I", map(len, values))
+        except OverflowError:                        # a value of 4 GiB or more
+            vlens = None
+        if vlens is None or max(klens) > record.MAX_KEY or max(vlens) > record.MAX_VALUE:
             for k, v in zip(keys, values):
                 if len(k) > record.MAX_KEY or len(v) > record.MAX_VALUE:
                     _refuse_size(k, v)
@@ -672,9 +691,14 @@ class Store:
             if new:
                 added.update(new)
                 self._added_sorted = None
+        klen = sum(klens)
+        vlen = sum(vlens)
         if len(keys) >= DIRECT_BATCH:
             batch = dict(zip(keys, values))
-            self.user_bytes += sum(map(len, keys)) + sum(map(len, values))
+            self.user_bytes += klen + vlen
+            # Columns as given when no key repeats (the usual case), else the
+            # buffer's own (later pairs won).
+            cols = (keys, values, klens, vlens) if len(batch) == len(keys) else None
             async with self._mutex:
                 if self._wbuf:                      # older buffered writes go first
                     await self._flush()
@@ -682,15 +706,15 @@ class Store:
                 # From here until the index points at the new records, readers
                 # find the values in _flushing (and never cache the old ones).
                 self._flushing = batch
+                self._mutations += 1
                 self._recache(batch.keys(), batch)
-                await self._append_buffer(batch)
+                await self._append_buffer(batch, cols)
             return
         wbuf = self._wbuf
         # Counted as if every key were new to the buffer: an overwrite within it
         # only makes the next flush come a little early.
         wbuf.update(zip(keys, values))
-        klen = sum(map(len, keys))
-        vlen = sum(map(len, values))
+        self._mutations += 1
         self._wbuf_bytes += klen + vlen + 32 * len(keys)
         self.user_bytes += klen + vlen
         self._recache(keys, wbuf)
@@ -722,6 +746,7 @@ class Store:
         elif old is None:
             self._wbuf_bytes += len(key) + 32
         self._wbuf[key] = _TOMBSTONE
+        self._mutations += 1
         self._cache_drop(key)
         if self._wbuf_bytes >= self.config.write_buffer_bytes:
             async with self._mutex:
@@ -768,40 +793,49 @@ class Store:
             self._fail(exc)
             raise
 
-    async def _append_buffer(self, buf: dict[bytes, Any]) -> None:
+    async def _append_buffer(self, buf: dict[bytes, Any],
+                             cols: tuple[list[bytes], list[bytes], array, array] | None = None
+                             ) -> None:
         """Append ``buf`` (which is ``_flushing``) as records, rolling segments when full.
 
         Callers hold ``_mutex``. Pauses between chunks so a big buffer does not
         hold the core; writes arriving meanwhile go to a fresh buffer. The
         records become readable from the file when a read needs them (see
         ``_read``): appends do not wait for the segment's tail to be written.
+        ``cols`` (keys, values and their lengths, no tombstones) spares passes
+        over a buffer whose columns the caller already has.
         """
         try:
-            keys = list(buf)
-            vals = list(buf.values())
+            if cols is None:
+                keys = list(buf)
+                vals = list(buf.values())
+                has_del = _TOMBSTONE in vals
+                klens = array("I", map(len, keys))
+                vlens = array("I", (0 if v is _TOMBSTONE else len(v) for v in vals)) if has_del \
+                    else array("I", map(len, vals))
+            else:
+                keys, vals, klens, vlens = cols
+                has_del = False
             n = len(keys)
             pos = 0
             seg_size = self.config.segment_size
             while pos < n:
                 room = seg_size - self._active.size
                 end = min(n, pos + 4096)
-                ks, vs = keys[pos:end], vals[pos:end]
-                vbytes = (sum(map(len, vs)) if _TOMBSTONE not in vs   # C-level passes
-                          else sum(len(v) for v in vs if v is not _TOMBSTONE))
-                total = record.HEADER_SIZE * len(ks) + sum(map(len, ks)) + vbytes
+                ks, vs, kl, vl = keys[pos:end], vals[pos:end], klens[pos:end], vlens[pos:end]
+                total = record.HEADER_SIZE * len(ks) + sum(kl) + sum(vl)
                 if total > room:            # split where the segment fills up
                     used = 0
-                    for i, (k, v) in enumerate(zip(ks, vs)):
-                        used += record.HEADER_SIZE + len(k) + (0 if v is _TOMBSTONE else len(v))
+                    for i, size in enumerate(map(add, kl, vl)):
+                        used += record.HEADER_SIZE + size
                         if used > room and i:
-                            ks, vs = ks[:i], vs[:i]
+                            ks, vs, kl, vl = ks[:i], vs[:i], kl[:i], vl[:i]
                             break
-                await self._append(ks, vs)
+                await self._append(ks, vs, kl, vl, has_del)
                 pos += len(ks)
                 if pos < n:
                     await self.pause()
-                    nk, nv = keys[pos], vals[pos]
-                    nxt = record.HEADER_SIZE + len(nk) + (0 if nv is _TOMBSTONE else len(nv))
+                    nxt = record.HEADER_SIZE + klens[pos] + vlens[pos]
                     if self._active.size + nxt > seg_size:
                         await self._roll()
         except BaseException as exc:
@@ -810,11 +844,15 @@ class Store:
         finally:
             self._flushing = {}
 
-    async def _append(self, keys: list[bytes], vals: list[Any]) -> None:
-        """Append one chunk of the write buffer and repoint the index at it."""
+    async def _append(self, keys: list[bytes], vals: list[Any], klens: array, vlens: array,
+                      has_del: bool) -> None:
+        """Append one chunk of the write buffer and repoint the index at it.
+
+        ``klens``/``vlens`` are the lengths (0 for a tombstone's value);
+        ``has_del`` says whether ``vals`` holds tombstones.
+        """
         active = self._active
         n = len(keys)
-        has_del = _TOMBSTONE in vals
         if has_del:
             kinds = bytes([record.DELETE if v is _TOMBSTONE else record.PUT for v in vals])
             values = [b"" if v is _TOMBSTONE else v for v in vals]
@@ -824,7 +862,8 @@ class Store:
         seq0 = self._seq + 1
         self._seq += n
         first = len(active.lens)
-        _offs, lens = await active.append_columns(keys, values, kinds, seq0)
+        _offs, lens = await active.append_columns(keys, values, kinds, seq0,
+                                                  klens=klens, vlens=vlens)
         sid = active.id
         info = self._segs[sid]
         index = self._index
@@ -833,16 +872,14 @@ class Store:
         # with C-level passes (a batch's old versions sit in a few segments).
         olds = list(filter(None, map(index.get, keys)))
         if olds:
-            old_sids = list(map(rshift, olds, repeat(_RID_SHIFT, len(olds))))
+            old_sids = list(map(rshift, olds, repeat(_RID_SEG, len(olds))))
             distinct = set(old_sids)
             for old_sid in distinct:
                 mine = olds if len(distinct) == 1 else \
                     compress(olds, map(eq, old_sids, repeat(old_sid)))
-                old_lens = segs[old_sid].lens
-                segs[old_sid].dead += sum(map(old_lens.__getitem__,
-                                              map(and_, mine, repeat(_RID_MASK))))
-        base = (sid << _RID_SHIFT) + first
-        rids = range(base, base + n)
+                segs[old_sid].dead += sum(map(and_, mine, repeat(_MASK32)))
+        rids = _rids(sid, first, lens)
+        self._mutations += 1
         if not has_del:
             index.update(zip(keys, rids))
         else:
@@ -1057,13 +1094,14 @@ class Store:
             c_seqs: list[int] = []
             c_old: list[int] = []
             index = self._index
-            rid = sid << _RID_SHIFT
+            base = sid << _RID_SEG
+            ordinal = -1
             for off, seq_no, kind, key, value, size in seg.scan_records(data, path):
                 seen += 1               # dead records cost CPU too: pause on every 256th
                 if pause is not None and seen & 255 == 0:
                     await pause()
-                loc = rid
-                rid += 1
+                ordinal += 1
+                loc = base | (ordinal << _RID_ORD) | size
                 if kind == record.PUT and index.get(key) == loc:
                     c_old.append(loc)
                 elif kind == record.DELETE and key not in index and (
@@ -1078,9 +1116,9 @@ class Store:
                 c_seqs.append(seq_no)
                 scanned += 1
             if c_keys:
-                first = (out_id << _RID_SHIFT) + len(out.lens)
+                first = len(out.lens)
                 offs, lens = await out.append_columns(c_keys, c_vals, bytes(c_kinds), c_seqs)
-                for key, old_loc, new_rid, ln, kind in zip(c_keys, c_old, range(first, first + len(lens)),
+                for key, old_loc, new_rid, ln, kind in zip(c_keys, c_old, _rids(out_id, first, lens),
                                                            lens, c_kinds):
                     moves.append((key, old_loc, new_rid, ln))
                     if kind == record.PUT:
@@ -1102,6 +1140,7 @@ class Store:
         # during compaction wins), then retire the old segments.
         live = 0
         index = self._index
+        self._mutations += 1
         for key, old_rid, new_rid, ln in moves:
             if old_rid >= 0 and index.get(key) == old_rid:
                 index[key] = new_rid

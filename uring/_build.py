@@ -93,6 +93,7 @@ int ur_timerfd_create(void);
 uint32_t ur_crc32c(uint32_t crc, const uint8_t *buf, size_t len);
 size_t ur_encode_records(uint8_t *out, const uint8_t *kv, const uint32_t *klens,
                          const uint32_t *vlens, const uint8_t *kinds, uint64_t seq0, size_t n);
+int ur_check_record(const char *buf, size_t n, const char *key, size_t klen);
 int ur_timerfd_arm(int fd, double abs_monotonic);
 """
 
@@ -579,6 +580,24 @@ size_t ur_encode_records(uint8_t *out, const uint8_t *kv, const uint32_t *klens,
         p += 21 + (size_t)kl + vl;
     }
     return (size_t)(p - out);
+}
+
+/* Check that buf[0:n] is exactly one intact record of `key` (a point read of
+   the store): the header's lengths add up to n, the checksum holds, the key
+   matches. Returns the kind (1 put, 2 delete) or a negative code: -1 bad
+   header or length, -2 checksum mismatch, -3 another key. The value is
+   buf[21 + klen : n]. */
+int ur_check_record(const char *buf, size_t n, const char *key, size_t klen) {
+    const uint8_t *p = (const uint8_t *)buf;
+    uint32_t crc, kl, vl;
+    if (n < 21) return -1;
+    memcpy(&crc, p, 4);
+    memcpy(&kl, p + 12, 4);
+    memcpy(&vl, p + 16, 4);
+    if ((p[20] != 1 && p[20] != 2) || 21 + (uint64_t)kl + vl != n) return -1;
+    if (ur_crc32c(0, p + 4, n - 4) != crc) return -2;
+    if (kl != klen || memcmp(p + 21, key, klen) != 0) return -3;
+    return p[20];
 }
 
 int ur_timerfd_create(void) {

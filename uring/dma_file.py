@@ -104,27 +104,34 @@ class DmaFile:
 
     async def read_at(self, offset: int, length: int) -> bytes:
         """Read ``length`` bytes at ``offset`` (any values); shorter at end of file."""
-        self._check()
-        _check_int("offset", offset)
-        _check_int("length", length)
+        if self._closed:
+            self._check()
+        if offset.__class__ is not int or length.__class__ is not int or offset < 0 or length < 0:
+            _check_int("offset", offset)
+            _check_int("length", length)
         if length == 0:
             return b""
         a = self.offset_align
-        start = offset - offset % a
-        end = -(-(offset + length) // a) * a
-        skip = offset - start
-        buf = self.ring.buffers.get(end - start)
+        skip = offset % a
+        start = offset - skip
+        size = -(-(skip + length) // a) * a
+        buf = self.ring.buffers.get(size)
         try:
-            got = await self._fill(buf, start, end - start)
+            # One read nearly always suffices (point reads of the store's hot path).
+            got = await self.ring.read(self.fd, buf, start, size, name=self.path)
+            if got < size and got % a == 0 and got > 0:
+                got = await self._fill(buf, start, size, got)
             if got <= skip:
                 return b""
-            return bytes(buf.view[skip:min(got, skip + length)])
+            return buf.view[skip:min(got, skip + length)].tobytes()
         finally:
             buf.release()
 
-    async def _fill(self, buf: DmaBuffer, start: int, size: int) -> int:
-        """Read ``size`` aligned bytes at ``start`` into ``buf``; stops at EOF."""
-        got = await self.ring.read(self.fd, buf, start, size, name=self.path)
+    async def _fill(self, buf: DmaBuffer, start: int, size: int, got: int | None = None) -> int:
+        """Read ``size`` aligned bytes at ``start`` into ``buf`` (``got`` of them already
+        there); stops at EOF."""
+        if got is None:
+            got = await self.ring.read(self.fd, buf, start, size, name=self.path)
         while got < size and got % self.offset_align == 0 and got > 0:
             # A short aligned read before EOF (rare): continue where it stopped.
             n = await self.ring.read(self.fd, buf.slice(got, size), start + got, name=self.path)
