@@ -25,7 +25,7 @@ import os
 import random
 import signal
 import sys
-from typing import Iterator
+from typing import Any, Iterator
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -37,6 +37,7 @@ SEP = b"|"
 CONFIG = dict(segment_size=128 << 10, write_buffer_bytes=32 << 10, cache_bytes=64 << 10,
               keep_checkpoints=3, compaction_threshold=0.5)
 TORN_KEYS = 300
+BATCH = 300                  # pairs per put_many (over statelets.store.DIRECT_BATCH)
 
 
 def key_of(i: int) -> bytes:
@@ -53,13 +54,19 @@ def concat(base: bytes | None, operands: list[bytes]) -> bytes:
     return SEP.join(([base] if base is not None else []) + list(operands))
 
 
-def operations(seed: int) -> Iterator[tuple[str, bytes, bytes | None]]:
+def operations(seed: int) -> Iterator[tuple[str, bytes, Any]]:
     """The endless deterministic sequence ``(op, key, value)`` for ``seed``."""
     rng = random.Random(seed)
     n = 0
     while True:
         r = rng.random()
-        if r < 0.6:
+        if r < 0.02:
+            # A put_many batch long enough to bypass the write buffer (keys may
+            # repeat inside it: the later pair wins).
+            pairs = [(key_of(rng.randrange(N_KEYS)), b"%d/%d:" % (n, j) + rng.randbytes(
+                rng.choice([0, 8, 40, 100]))) for j in range(BATCH)]
+            yield "batch", b"", pairs
+        elif r < 0.6:
             size = rng.choice([0, 8, 40, 100, 300, 1000]) if rng.random() < 0.97 else 6000
             # Values carry their op index, so a value from the wrong op is visible.
             yield "put", key_of(rng.randrange(N_KEYS)), b"%d:" % n + rng.randbytes(size)
@@ -77,6 +84,8 @@ def expected_state(seed: int, n_ops: int) -> dict[bytes, bytes]:
     for _, (op, key, value) in zip(range(n_ops), operations(seed)):
         if op == "put":
             state[key] = value
+        elif op == "batch":
+            state.update(value)
         elif op == "delete":
             state.pop(key, None)
         else:
@@ -100,9 +109,11 @@ def manifest_metadata(store) -> tuple[int | None, dict]:
     return m.epoch, dict(m.metadata)
 
 
-async def apply(store, op: str, key: bytes, value: bytes | None) -> None:
+async def apply(store, op: str, key: bytes, value: Any) -> None:
     if op == "put":
         await store.put(key, value)
+    elif op == "batch":
+        await store.put_many([k for k, _ in value], [v for _, v in value])
     elif op == "delete":
         await store.delete(key)
     else:
