@@ -480,7 +480,11 @@ class Store:
                 # Still (partly) in the writer's memory: write the tail out first.
                 async with self._mutex:
                     if sid == self._active.id and off + ln > self._active.readable:
-                        await self._active.flush()
+                        try:
+                            await self._active.flush()
+                        except BaseException as exc:
+                            self._fail(exc)         # the tail is lost: like a failed flush
+                            raise
             # Retired by compaction (its file unlinked) before we could open it.
             data = await f.read_at(off, ln) if f is not None else None
         finally:

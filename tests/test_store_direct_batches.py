@@ -202,3 +202,36 @@ def test_a_failed_direct_append_fails_the_store_and_keeps_the_checkpoint(tmp_pat
         return True
 
     assert run(tmp_path, reopened)
+
+
+def test_a_read_whose_tail_flush_fails_fails_the_store(tmp_path):
+    keys, vals = keys_vals()
+    _, vals2 = keys_vals(tag=b"b")
+
+    async def body(store):
+        await store.put_many(keys, vals)
+        await store.checkpoint(1)
+        await store.put_many(keys, vals2)           # in the writer's memory only
+        assert store._active.readable < store._active.size
+        store._cache.clear()
+        store._cache_bytes = 0
+        store.ring.fault_injector = (
+            lambda kind, name: errno.ENOSPC if kind.startswith("write") else None)
+        try:
+            with pytest.raises(OSError) as err:
+                await store.get(keys[7])
+        finally:
+            store.ring.fault_injector = None
+        assert err.value.errno == errno.ENOSPC
+        with pytest.raises(store_mod.StoreFailed):
+            await store.get(keys[8])
+        return True
+
+    assert run(tmp_path, body)
+
+    async def reopened(store):
+        assert store.epoch == 1
+        assert await store.get_many(keys) == vals
+        return True
+
+    assert run(tmp_path, reopened)
