@@ -14,14 +14,13 @@ survives kill -9, and nothing after it is seen. See FORMAT.md.
 from __future__ import annotations
 
 import bisect
-from array import array
-
 import errno
 import fcntl
 import json
 import logging
 import os
 import time
+from array import array
 from collections import OrderedDict
 from itertools import compress, repeat
 from operator import add, and_, eq, rshift
@@ -100,15 +99,14 @@ class _SegInfo:
     """What the store knows of one segment file."""
 
     __slots__ = ("id", "size", "dead", "min_seq", "file", "readers", "sealed", "doomed",
-                 "offs", "lens")
+                 "offs")
 
     def __init__(self, seg_id: int, size: int, min_seq: int, sealed: bool,
-                 offs: Any = None, lens: Any = None) -> None:
+                 offs: Any = None) -> None:
         self.id = seg_id
-        # Offset and length of every record by ordinal (the hint columns; for a
-        # segment being written, the writer's columns, growing in place).
+        # The offset of every record by ordinal (the hint column; for a segment
+        # being written, the writer's column, growing in place).
         self.offs = offs if offs is not None else array("I")
-        self.lens = lens if lens is not None else array("I")
         self.size = size            # bytes of records
         self.dead = 0               # bytes of records no longer live
         self.min_seq = min_seq
@@ -384,7 +382,7 @@ class Store:
             n = len(h)
             size = h.offs[-1] + h.lens[-1] if n else 0
             lo, hi = (min(h.seqs), max(h.seqs)) if n else (0, 0)
-            self._segs[sid] = _SegInfo(sid, size, lo, sealed=True, offs=h.offs, lens=h.lens)
+            self._segs[sid] = _SegInfo(sid, size, lo, sealed=True, offs=h.offs)
             spans.append((lo, hi, sid, h))
         spans = [sp for sp in spans if sp[2] not in skip]     # registered, not indexed
         spans.sort(key=lambda t: (t[0], t[1]))
@@ -916,7 +914,7 @@ class Store:
     async def _new_active(self) -> None:
         sid = self._take_id()
         active = self._active = await seg.ActiveSegment.create(self.ring, self.seg_dir, sid)
-        self._segs[sid] = _SegInfo(sid, 0, 0, sealed=False, offs=active.offs, lens=active.lens)
+        self._segs[sid] = _SegInfo(sid, 0, 0, sealed=False, offs=active.offs)
 
     def _fail(self, exc: BaseException) -> None:
         if self._failed is None and not isinstance(exc, (curio.CancelledError, GeneratorExit)):
@@ -1080,7 +1078,7 @@ class Store:
             return {"segments": 0, "reclaimed": 0, "rewritten": 0}
         out_id = self._take_id()
         out = await seg.ActiveSegment.create(self.ring, self.seg_dir, out_id)
-        out_info = _SegInfo(out_id, 0, 0, sealed=False, offs=out.offs, lens=out.lens)
+        out_info = _SegInfo(out_id, 0, 0, sealed=False, offs=out.offs)
         self._segs[out_id] = out_info
         others_min_seq = min((i.min_seq for i in self._segs.values()
                               if i.id not in candidates and i.id != out_id and i.size), default=None)
