@@ -82,24 +82,23 @@ def _checkpoint_every(text: str) -> float | None:
     return _positive_float(text)
 
 
-def _epoch(text: str) -> int:
+def _int_in(text: str, what: str, lo: int, hi: int, bounds: str) -> int:
+    """``text`` as an int in ``lo..hi``; else an argparse error naming ``what``."""
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"an epoch is an integer, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"an epoch is >= 0, got {v}")
+        raise argparse.ArgumentTypeError(f"{what} is an integer, got {text!r}") from None
+    if not lo <= v <= hi:
+        raise argparse.ArgumentTypeError(f"{what} is {bounds}, got {v}")
     return v
+
+
+def _epoch(text: str) -> int:
+    return _int_in(text, "an epoch", 0, sys.maxsize, ">= 0")
 
 
 def _port(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a port is an integer, got {text!r}") from None
-    if not 0 <= v <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is in 0..65535 (0: any free port), got {v}")
-    return v
+    return _int_in(text, "a port", 0, 65535, "in 0..65535 (0: any free port)")
 
 
 def _size(n: int | float) -> str:

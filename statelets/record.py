@@ -75,10 +75,8 @@ def value_of(data: bytes, key: bytes, *, path: str, offset: int) -> bytes:
         kind = _check_record(data, len(data), key, len(key))
         if kind == PUT:
             return data[HEADER_SIZE + len(key):]
-        if kind == DELETE or kind == -3:
-            raise CorruptionError(f"{path}: record at offset {offset} is not the one the index "
-                                  f"expects (key {key!r})", path=path, offset=offset)
-    rec = decode_at(data, 0, path=path, base=offset)     # names the damage
+    # Damaged (decode_at names how), or intact but not the put of ``key``.
+    rec = decode_at(data, 0, path=path, base=offset)
     if rec is None or rec[1] != PUT or rec[2] != key or rec[4] != len(data):
         raise CorruptionError(f"{path}: record at offset {offset} is not the one the index "
                               f"expects (key {key!r})", path=path, offset=offset)

@@ -131,7 +131,7 @@ class ActiveSegment:
         """Make everything appended readable from the file (padded tail written)."""
         pos = self.writer.position
         await self.writer.flush()
-        self.readable = max(self.readable, pos)
+        self.readable = pos
 
     async def seal(self, directory: str) -> None:
         """Finish the file (exact length, fdatasync) and write its hint file durably."""

@@ -101,12 +101,11 @@ class _SegInfo:
     __slots__ = ("id", "size", "dead", "min_seq", "file", "readers", "sealed", "doomed",
                  "offs")
 
-    def __init__(self, seg_id: int, size: int, min_seq: int, sealed: bool,
-                 offs: Any = None) -> None:
+    def __init__(self, seg_id: int, size: int, min_seq: int, sealed: bool, offs: Any) -> None:
         self.id = seg_id
         # The offset of every record by ordinal (the hint column; for a segment
         # being written, the writer's column, growing in place).
-        self.offs = offs if offs is not None else array("I")
+        self.offs = offs
         self.size = size            # bytes of records
         self.dead = 0               # bytes of records no longer live
         self.min_seq = min_seq
@@ -473,16 +472,8 @@ class Store:
                             if not info.doomed:
                                 raise
                     f = info.file
-            active = self._active
-            if sid == active.id and off + ln > active.readable:
-                # Still (partly) in the writer's memory: write the tail out first.
-                async with self._mutex:
-                    if sid == self._active.id and off + ln > self._active.readable:
-                        try:
-                            await self._active.flush()
-                        except BaseException as exc:
-                            self._fail(exc)         # the tail is lost: like a failed flush
-                            raise
+            if sid == self._active.id and off + ln > self._active.readable:
+                await self._make_readable(sid, off + ln)
             # Retired by compaction (its file unlinked) before we could open it.
             data = await f.read_at(off, ln) if f is not None else None
         finally:
@@ -492,6 +483,18 @@ class Store:
         if data is None:
             return await self.get(key)  # the key moved (or changed, or went): look again
         return record.value_of(data, key, path=f.path, offset=off)
+
+    async def _make_readable(self, sid: int, end: int) -> None:
+        """Write out the active segment's tail: a read needs bytes still in the writer."""
+        async with self._mutex:
+            active = self._active
+            if sid != active.id or end <= active.readable:
+                return                  # written (or sealed) while we waited
+            try:
+                await active.flush()
+            except BaseException as exc:
+                self._fail(exc)         # the tail is lost: as for a failed flush
+                raise
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """Values of ``keys`` (None where missing); disk reads for the misses go out together."""
@@ -729,7 +732,7 @@ class Store:
         cache = self._cache
         if not cache:
             return
-        hot = list(cache.keys() & (keys if isinstance(keys, type({}.keys())) else set(keys)))
+        hot = list(cache.keys() & keys)
         if hot:
             old_bytes = sum(map(len, map(cache.__getitem__, hot)))
             new_vals = list(map(values.__getitem__, hot))

@@ -131,6 +131,22 @@ def _stack_of(t: threading.Thread) -> str:
     return "".join(traceback.format_stack(frame)) if frame is not None else "(thread gone)"
 
 
+def run_with_store(path: str | os.PathLike, body: Callable[[Any], Awaitable[Any]], *,
+                   backend: str | None = None, **config: Any) -> Any:
+    """Open a ``Store`` at ``path/s`` (``StoreConfig(**config)``) in a ring, return
+    ``await body(store)``, and close the store whatever happens."""
+    from statelets import Store, StoreConfig
+
+    async def main(ring: Any) -> Any:
+        store = await Store.open(os.path.join(path, "s"), ring=ring,
+                                 config=StoreConfig(**config))
+        try:
+            return await body(store)
+        finally:
+            await store.close()
+    return run_in_ring(backend or uring.backend_info().backend, main)
+
+
 @pytest.fixture
 def run(backend: str) -> Callable[..., Any]:
     """``run(fn, **ring_kwargs)``: ``run_in_ring`` bound to this test's backend."""

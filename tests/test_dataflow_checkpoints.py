@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import errno
-import logging
 import os
 import re
 import shutil
@@ -23,25 +22,11 @@ from reactor import (CheckpointError, CollectSink, IterableSource, Operator, Ope
                      Source, SourceReader, Topology, current_reactor, run)
 from statelets import Map, Value
 
-
-@pytest.fixture(autouse=True)
-def _quiet_logs():
-    logging.disable(logging.CRITICAL)
-    yield
-    logging.disable(logging.NOTSET)
+from dataflow_support import Count, committed_epoch, quiet_logs  # noqa: F401 (quiet_logs: autouse)
 
 
 WORDS = [f"w{(i * 5) % 11}" for i in range(1500)]
 ONE_EACH = sorted(set(WORDS))
-
-
-class Count(Operator):
-    total = Value(int, default=0)
-
-    async def on_element(self, w, ctx):
-        n = await self.total.get() + 1
-        await self.total.set(n)
-        ctx.emit((w, n))
 
 
 class EpochGatedSource(Source):
@@ -60,11 +45,7 @@ class EpochGatedSource(Source):
         self.hold = hold
 
     def committed(self):
-        try:
-            names = os.listdir(os.path.join(self.state_dir, "snapshots"))
-        except FileNotFoundError:
-            return 0
-        return max((int(n) for n in names if n.isdigit()), default=0)
+        return committed_epoch(self.state_dir)
 
     def open(self, index, parallelism, offset):
         src = self

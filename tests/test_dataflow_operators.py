@@ -9,27 +9,16 @@ watermark ``max timestamp seen - max_out_of_orderness`` after each batch
 from __future__ import annotations
 
 import collections
-import logging
 import threading
 import time
 
 import pytest
 
 from reactor import (Batch, CollectSink, GeneratorSource, IterableSource, Operator,
-                     OperatorError, Source, SourceReader, Topology, run)
+                     OperatorError, Source, SourceReader, Topology)
 from statelets import Appender, Map, Value
 
-
-@pytest.fixture(autouse=True)
-def _quiet_logs():
-    logging.disable(logging.CRITICAL)
-    yield
-    logging.disable(logging.NOTSET)
-
-
-def go(t, **kw):
-    kw.setdefault("checkpoint_every", None)
-    return run(t, **kw)
+from dataflow_support import go, quiet_logs  # noqa: F401 (quiet_logs: autouse)
 
 
 def n_in(stats):

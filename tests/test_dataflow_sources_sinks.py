@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import collections
 import json
-import logging
 import os
 import socket
 import time
@@ -23,24 +22,12 @@ import pytest
 
 from reactor import (CollectSink, FileSink, FileSource, GeneratorSource, IterableSource,
                      JobConfig, NullSink, Operator, OperatorError, PrintSink, Reactor,
-                     ReactorError, Source, SourceReader, TcpSource, Topology, run)
+                     ReactorError, Source, SourceReader, TcpSource, Topology)
 from reactor import curio
 from reactor.job import run_topology
-from statelets import Value
 
+from dataflow_support import Count, committed_epoch, go, quiet_logs  # noqa: F401 (quiet_logs: autouse)
 from conftest import run_in_ring
-
-
-@pytest.fixture(autouse=True)
-def _quiet_logs():
-    logging.disable(logging.CRITICAL)
-    yield
-    logging.disable(logging.NOTSET)
-
-
-def go(t, **kw):
-    kw.setdefault("checkpoint_every", None)
-    return run(t, **kw)
 
 
 def collect(source, **srckw):
@@ -61,11 +48,7 @@ class Gated(Source):
         self.max_parallelism = inner.max_parallelism
 
     def committed(self):
-        try:
-            names = os.listdir(os.path.join(self.state_dir, "snapshots"))
-        except FileNotFoundError:
-            return 0
-        return max((int(n) for n in names if n.isdigit()), default=0)
+        return committed_epoch(self.state_dir)
 
     def open(self, index, parallelism, offset):
         gate, inner = self, self.inner.open(index, parallelism, offset)
@@ -179,15 +162,6 @@ def test_file_source_offset_past_the_end_is_refused(tmp_path):
     p = write(tmp_path / "in.txt", "a\nb\n")
     with pytest.raises(ReactorError, match="truncated or replaced"):
         run_in_ring("sync", read_all(FileSource(p).open(0, 1, 100), 5))
-
-
-class Count(Operator):
-    total = Value(int, default=0)
-
-    async def on_element(self, w, ctx):
-        n = await self.total.get() + 1
-        await self.total.set(n)
-        ctx.emit((w, n))
 
 
 ARM = {"on": False}

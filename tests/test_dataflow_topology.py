@@ -7,7 +7,6 @@ Every refusal is checked twice where it applies: from ``validate()`` and from
 from __future__ import annotations
 
 import collections
-import logging
 import os
 
 import pytest
@@ -16,22 +15,7 @@ from reactor import (CollectSink, IterableSource, Operator, Topology,
                      TopologyError, run)
 from statelets import Map, Value
 
-
-@pytest.fixture(autouse=True)
-def _quiet_logs():
-    # curio logs every crashed task with its traceback; the tests look at the exceptions.
-    logging.disable(logging.CRITICAL)
-    yield
-    logging.disable(logging.NOTSET)
-
-
-class Count(Operator):
-    total = Value(int, default=0)
-
-    async def on_element(self, w, ctx):
-        n = await self.total.get() + 1
-        await self.total.set(n)
-        ctx.emit((w, n))
+from dataflow_support import Count, quiet_logs  # noqa: F401 (quiet_logs: autouse)
 
 
 class Pairs(Operator):

@@ -1,22 +1,10 @@
 """The store's read cache: a byte budget, CLOCK (second-chance) eviction."""
 from __future__ import annotations
 
-import uring
-from conftest import run_in_ring
-from statelets import Store, StoreConfig
+from conftest import run_with_store
 
 VALUE = b"v" * 200
 ENTRY = 8 + len(VALUE) + 64          # key + value + the per-entry overhead counted
-
-
-def run(tmp_path, body, **cfg):
-    async def main(ring):
-        store = await Store.open(tmp_path / "s", ring=ring, config=StoreConfig(**cfg))
-        try:
-            return await body(store)
-        finally:
-            await store.close()
-    return run_in_ring(uring.backend_info().backend, main)
 
 
 def key(i: int) -> bytes:
@@ -43,7 +31,7 @@ def test_a_key_read_often_survives_a_stream_of_one_time_reads(tmp_path):
         assert len(store._cache) <= room
         return True
 
-    assert run(tmp_path, body, cache_bytes=room * ENTRY)
+    assert run_with_store(tmp_path, body, cache_bytes=room * ENTRY)
 
 
 def test_without_reuse_the_cache_keeps_the_newest_entries_within_budget(tmp_path):
@@ -59,4 +47,4 @@ def test_without_reuse_the_cache_keeps_the_newest_entries_within_budget(tmp_path
         assert set(store._cache) == {key(i) for i in range(n - room, n)}
         return True
 
-    assert run(tmp_path, body, cache_bytes=room * ENTRY)
+    assert run_with_store(tmp_path, body, cache_bytes=room * ENTRY)

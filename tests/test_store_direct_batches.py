@@ -11,9 +11,7 @@ import errno
 
 import pytest
 
-import uring
-from conftest import run_in_ring
-from statelets import Store, StoreConfig
+from conftest import run_with_store
 from statelets import store as store_mod
 from uring.curio_compat import curio
 
@@ -23,23 +21,6 @@ N = store_mod.DIRECT_BATCH * 4
 def keys_vals(n: int = N, tag: bytes = b"a") -> tuple[list[bytes], list[bytes]]:
     keys = [b"key%06d" % i for i in range(n)]
     return keys, [tag + b"-%06d" % i + b"x" * 60 for i in range(n)]
-
-
-def run(tmp_path, body, backend=None, **cfg):
-    async def main(ring):
-        store = await Store.open(tmp_path / "s", ring=ring, config=StoreConfig(**cfg))
-        try:
-            return await body(store)
-        finally:
-            await store.close()
-    return run_in_ring(backend or uring.backend_info().backend, main)
-
-
-@pytest.fixture(params=["io_uring", "sync"])
-def backend(request):
-    if request.param == "io_uring" and uring.backend_info().backend != "io_uring":
-        pytest.skip(f"io_uring unavailable: {uring.backend_info().reason}")
-    return request.param
 
 
 def test_uncached_values_are_read_back_from_the_unflushed_tail(tmp_path, backend):
@@ -56,7 +37,7 @@ def test_uncached_values_are_read_back_from_the_unflushed_tail(tmp_path, backend
         assert store._active.readable == store._active.size
         return True
 
-    assert run(tmp_path, body, backend)
+    assert run_with_store(tmp_path, body, backend=backend)
 
 
 def test_order_against_buffered_puts_is_kept(tmp_path, backend):
@@ -71,7 +52,7 @@ def test_order_against_buffered_puts_is_kept(tmp_path, backend):
         await store.checkpoint(1)
         return True
 
-    assert run(tmp_path, body, backend)
+    assert run_with_store(tmp_path, body, backend=backend)
 
     async def reopened(store):
         assert await store.get(keys[0]) == vals[0]
@@ -79,7 +60,7 @@ def test_order_against_buffered_puts_is_kept(tmp_path, backend):
         assert await store.get_many(keys[2:]) == vals[2:]
         return True
 
-    assert run(tmp_path, reopened, backend)
+    assert run_with_store(tmp_path, reopened, backend=backend)
 
 
 def test_cached_keys_hold_the_new_value_and_a_racing_read_caches_nothing_stale(tmp_path, backend):
@@ -108,7 +89,7 @@ def test_cached_keys_hold_the_new_value_and_a_racing_read_caches_nothing_stale(t
         assert await store.get(keys[late]) == vals2[late]
         return True
 
-    assert run(tmp_path, body, backend)
+    assert run_with_store(tmp_path, body, backend=backend)
 
 
 def test_overwrites_are_counted_dead_where_the_old_records_live(tmp_path):
@@ -138,7 +119,7 @@ def test_overwrites_are_counted_dead_where_the_old_records_live(tmp_path):
         assert await store.get_many(keys[:10]) == vals2[:10]
         return True
 
-    assert run(tmp_path, body, segment_size=1 << 20)
+    assert run_with_store(tmp_path, body, segment_size=1 << 20)
 
 
 def test_batches_spanning_segments_compact_and_reopen(tmp_path, backend):
@@ -160,14 +141,24 @@ def test_batches_spanning_segments_compact_and_reopen(tmp_path, backend):
         await store.checkpoint(3)
         return True
 
-    assert run(tmp_path, body, backend, segment_size=128 << 10, cache_bytes=64 << 10)
+    assert run_with_store(tmp_path, body, backend=backend, segment_size=128 << 10, cache_bytes=64 << 10)
 
     async def reopened(store):
         assert len(store) == n
         assert await store.get_many(keys) == vals2
         return True
 
-    assert run(tmp_path, reopened, backend, segment_size=128 << 10, cache_bytes=64 << 10)
+    assert run_with_store(tmp_path, reopened, backend=backend, segment_size=128 << 10, cache_bytes=64 << 10)
+
+
+def assert_restores_epoch_1(tmp_path, keys, vals):
+    """Reopened after a failure, the store is exactly checkpoint 1."""
+    async def reopened(store):
+        assert store.epoch == 1
+        assert await store.get_many(keys) == vals
+        return True
+
+    assert run_with_store(tmp_path, reopened)
 
 
 def test_a_failed_direct_append_fails_the_store_and_keeps_the_checkpoint(tmp_path):
@@ -194,14 +185,8 @@ def test_a_failed_direct_append_fails_the_store_and_keeps_the_checkpoint(tmp_pat
             await store.put_many(keys, vals2)
         return True
 
-    assert run(tmp_path, body)
-
-    async def reopened(store):
-        assert store.epoch == 1
-        assert await store.get_many(keys) == vals
-        return True
-
-    assert run(tmp_path, reopened)
+    assert run_with_store(tmp_path, body)
+    assert_restores_epoch_1(tmp_path, keys, vals)
 
 
 def test_a_read_whose_tail_flush_fails_fails_the_store(tmp_path):
@@ -227,11 +212,5 @@ def test_a_read_whose_tail_flush_fails_fails_the_store(tmp_path):
             await store.get(keys[8])
         return True
 
-    assert run(tmp_path, body)
-
-    async def reopened(store):
-        assert store.epoch == 1
-        assert await store.get_many(keys) == vals
-        return True
-
-    assert run(tmp_path, reopened)
+    assert run_with_store(tmp_path, body)
+    assert_restores_epoch_1(tmp_path, keys, vals)

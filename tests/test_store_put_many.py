@@ -3,21 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-import uring
-from conftest import run_in_ring
-from statelets import Store, StoreConfig
+from conftest import run_with_store
 from statelets import record
-
-
-def run(tmp_path, body, **cfg):
-    async def main(ring):
-        store = await Store.open(tmp_path / "s", ring=ring,
-                                 config=StoreConfig(**cfg) if cfg else None)
-        try:
-            return await body(store)
-        finally:
-            await store.close()
-    return run_in_ring(uring.backend_info().backend, main)
 
 
 def test_same_result_as_single_puts_including_repeats_and_overwrites(tmp_path):
@@ -33,7 +20,7 @@ def test_same_result_as_single_puts_including_repeats_and_overwrites(tmp_path):
         assert len(store) == 700
         return True
 
-    assert run(tmp_path, body)
+    assert run_with_store(tmp_path, body)
 
 
 def test_values_survive_flushes_checkpoint_and_reopen(tmp_path):
@@ -49,8 +36,8 @@ def test_values_survive_flushes_checkpoint_and_reopen(tmp_path):
     async def read(store):
         return await store.get_many(keys)
 
-    assert run(tmp_path, write, write_buffer_bytes=64 << 10, segment_size=256 << 10)
-    assert run(tmp_path, read) == vals
+    assert run_with_store(tmp_path, write, write_buffer_bytes=64 << 10, segment_size=256 << 10)
+    assert run_with_store(tmp_path, read) == vals
 
 
 def test_cached_keys_see_the_new_values_and_scans_see_new_keys(tmp_path):
@@ -63,7 +50,7 @@ def test_cached_keys_see_the_new_values_and_scans_see_new_keys(tmp_path):
         assert await store.get(b"a1") == b"y"
         return [k async for k, _ in store.scan(b"a")]
 
-    assert run(tmp_path, body) == [b"a1", b"a2"]
+    assert run_with_store(tmp_path, body) == [b"a1", b"a2"]
 
 
 def test_bad_input_is_refused_before_anything_is_written(tmp_path):
@@ -79,4 +66,4 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path):
         await store.put_many([], [])
         return len(store)
 
-    assert run(tmp_path, body) == 0
+    assert run_with_store(tmp_path, body) == 0

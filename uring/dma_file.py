@@ -119,7 +119,7 @@ class DmaFile:
         try:
             # One read nearly always suffices (point reads of the store's hot path).
             got = await self.ring.read(self.fd, buf, start, size, name=self.path)
-            if got < size and got % a == 0 and got > 0:
+            if got < size:
                 got = await self._fill(buf, start, size, got)
             if got <= skip:
                 return b""
