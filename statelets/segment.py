@@ -61,6 +61,10 @@ class Hints:
             self._raw, self._klens = b"", None
         return self._keys
 
+    def key_blob(self) -> tuple[bytes, Any] | None:
+        """The keys still concatenated, with their lengths (None once cut out)."""
+        return (self._raw, self._klens) if self._keys is None else None
+
     def __len__(self) -> int:
         return len(self.kinds)
 

@@ -22,8 +22,7 @@ import os
 import time
 from array import array
 from collections import OrderedDict
-from itertools import compress, repeat
-from operator import add, and_, eq, rshift
+from operator import add
 from typing import Any, Callable, Sequence
 
 import attrs
@@ -32,6 +31,7 @@ from uring import DmaFile, Ring
 from uring.curio_compat import curio
 
 from . import record, segment as seg
+from .keyindex import new_index
 from .errors import CorruptionError, StateletError, StoreFailed
 from .snapshot import Manifest, fsync_dir, list_epochs, read_manifest, write_file_durably
 
@@ -182,7 +182,7 @@ class Store:
         self.config = config
         self.seg_dir = f"{path}/segments"
         self.snap_dir = f"{path}/snapshots"
-        self._index: dict[bytes, int] = {}
+        self._index = new_index()
         # Prefix scans: a sorted list of keys (built on the first scan; may hold
         # deleted keys, which reads filter out) plus the keys new since then.
         self._sorted: list[bytes] | None = None
@@ -352,11 +352,9 @@ class Store:
                     info.dead = dead[seg.segment_name(sid)]
             else:
                 # Live-byte accounting: everything not pointed to by the index is dead.
-                live = {sid: 0 for sid in self._segs}
-                for rid in self._index.values():
-                    live[rid >> _RID_SEG] += rid & _MASK32
+                live = self._index.live_bytes_by_segment()
                 for sid, info in self._segs.items():
-                    info.dead = info.size - live[sid]
+                    info.dead = info.size - live.get(sid, 0)
         # Whatever is not part of the restored checkpoint is discarded: writes
         # after it, compaction outputs, temp files.
         for name in os.listdir(self.seg_dir):
@@ -389,18 +387,15 @@ class Store:
                       if len(spans[i][3]) and len(spans[i - 1][3]))
         seen: dict[bytes, int] = {}
         for _lo, _hi, sid, h in spans:
-            locs = _rids(sid, 0, h.lens)
             if not overlap:
-                if record.DELETE not in h.kinds:
-                    index.update(zip(h.keys, locs))
-                    continue
-                for key, kind, loc in zip(h.keys, h.kinds, locs):
-                    if kind == record.PUT:
-                        index[key] = loc
-                    else:
-                        index.pop(key, None)
+                kinds = h.kinds if record.DELETE in h.kinds else None
+                blob = h.key_blob()
+                if blob is not None:    # straight from the hint file's key blob
+                    index.apply_joined(blob[0], blob[1], sid, 0, h.lens, kinds)
+                else:
+                    index.apply(h.keys, sid, 0, h.lens, kinds)
                 continue
-            for key, kind, loc, sq in zip(h.keys, h.kinds, locs, h.seqs):
+            for key, kind, loc, sq in zip(h.keys, h.kinds, _rids(sid, 0, h.lens), h.seqs):
                 prev = seen.get(key)
                 if prev is not None and prev > sq:
                     continue
@@ -600,7 +595,7 @@ class Store:
         """
         srt = self._sorted
         if srt is None or len(self._added) > max(4096, 8 * int(len(srt) ** 0.5)):
-            keys = set(self._index)
+            keys = set(self._index.keys())
             keys.update(k for k, v in self._pending().items() if v is not _TOMBSTONE)
             srt = self._sorted = sorted(keys)
             self._added = set()
@@ -871,29 +866,13 @@ class Store:
                                                   klens=klens, vlens=vlens)
         sid = active.id
         info = self._segs[sid]
-        index = self._index
         segs = self._segs
-        # Older versions become dead bytes in their segments: summed per segment
-        # with C-level passes (a batch's old versions sit in a few segments).
-        olds = list(filter(None, map(index.get, keys)))
-        if olds:
-            old_sids = list(map(rshift, olds, repeat(_RID_SEG, len(olds))))
-            distinct = set(old_sids)
-            for old_sid in distinct:
-                mine = olds if len(distinct) == 1 else \
-                    compress(olds, map(eq, old_sids, repeat(old_sid)))
-                segs[old_sid].dead += sum(map(and_, mine, repeat(_MASK32)))
-        rids = _rids(sid, first, lens)
         self._mutations += 1
-        if not has_del:
-            index.update(zip(keys, rids))
-        else:
-            for k, kind, rid, ln in zip(keys, kinds, rids, lens):
-                if kind == record.PUT:
-                    index[k] = rid
-                else:
-                    index.pop(k, None)
-                    info.dead += ln               # a tombstone is never live data
+        # Older versions (and tombstones, never live data) become dead bytes in
+        # their segments, summed per segment by the index as it applies the batch.
+        for old_sid, nbytes in self._index.apply(keys, sid, first, lens,
+                                                 kinds if has_del else None).items():
+            segs[old_sid].dead += nbytes
         info.size = active.size
         if not info.min_seq:
             info.min_seq = seq0
@@ -1143,13 +1122,10 @@ class Store:
                       rewritten: int) -> dict[str, Any]:
         # Repoint the index: only keys still at the location we copied (a put
         # during compaction wins), then retire the old segments.
-        live = 0
-        index = self._index
         self._mutations += 1
-        for key, old_rid, new_rid, ln in moves:
-            if old_rid >= 0 and index.get(key) == old_rid:
-                index[key] = new_rid
-                live += ln
+        moved = [m for m in moves if m[1] >= 0]       # -1: a tombstone, never indexed
+        live = self._index.repoint([m[0] for m in moved], [m[1] for m in moved],
+                                   [m[2] for m in moved])
         out_info.size = out.size
         out_info.dead = out.size - live
         out_info.min_seq = out.min_seq

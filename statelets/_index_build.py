@@ -1,0 +1,428 @@
+"""cffi API-mode builder for ``statelets._index_c``: the store's key index in C.
+
+The store maps every live key to the record holding its value (Bitcask's
+keydir). As a CPython dict that costs a bytes object, an int object and a dict
+entry per key (about 110 bytes) and, worse, one random memory access per
+Python-level operation: at a million keys a batch of overwrites spent most of
+its time in ``dict.get``/``dict.update`` walks. Here the keys live in one arena
+and the table is open addressing with linear probing, 24 bytes a slot. Batches
+cross the boundary once: a C call walks the caller's list of keys itself and
+prefetches the slots of the keys ahead, so the cache misses overlap.
+
+Locations are ``segment << 32 | ordinal`` plus the record length; ``0`` is
+never a location (segment ids start at 1).
+
+Python objects are reached through ``id()`` (their address in CPython) with the
+GIL taken back for the duration (cffi releases it around every call): the list
+walk is the whole point, and cffi has no ``PyObject *`` argument type. Only
+``statelets.keyindex`` calls these, with arguments it has checked.
+
+Compiled at install time via ``setup.py`` (``cffi_modules``), next to uring's.
+"""
+from cffi import FFI
+
+CDEF = r"""
+typedef struct kx_index kx_index;
+
+kx_index *kx_new(void);
+void kx_free(kx_index *ix);
+void kx_clear(kx_index *ix);
+size_t kx_len(kx_index *ix);
+size_t kx_memory(kx_index *ix);
+
+uint64_t kx_get(kx_index *ix, const char *key, size_t klen, uint32_t *rlen);
+int kx_set(kx_index *ix, const char *key, size_t klen, uint64_t loc, uint32_t rlen,
+           uint64_t *old_loc, uint32_t *old_rlen);
+int kx_pop(kx_index *ix, const char *key, size_t klen, uint64_t *old_loc, uint32_t *old_rlen);
+
+int64_t kx_apply(kx_index *ix, uintptr_t keys_list, const char *kbuf, const uint32_t *klens,
+                 size_t n, const char *kinds, uint64_t loc0, const uint32_t *rlens,
+                 uint64_t *dead_sids, uint64_t *dead_bytes, size_t *ndead);
+int64_t kx_repoint(kx_index *ix, uintptr_t keys_list, const uint64_t *old_locs,
+                   const uint64_t *new_locs, const uint32_t *new_rlens, size_t n);
+int kx_keys_into(kx_index *ix, uintptr_t out_list);
+size_t kx_live_by_segment(kx_index *ix, uint64_t *sids, uint64_t *bytes, size_t cap);
+"""
+
+SOURCE = r"""
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KX_DELETE 2                 /* record kind of a tombstone (statelets/record.py) */
+#define KX_KLEN_BITS 21             /* keys up to 1 MiB (record.MAX_KEY) */
+#define KX_AHEAD 16                 /* keys hashed and prefetched ahead of the probe */
+
+typedef struct {
+    uint64_t loc;                   /* segment << 32 | ordinal */
+    uint64_t kref;                  /* arena offset << KX_KLEN_BITS | key length */
+    uint32_t hash;                  /* 0: empty slot */
+    uint32_t rlen;                  /* record length (dead-byte accounting) */
+} kx_slot;
+
+typedef struct kx_index kx_index;
+struct kx_index {
+    kx_slot *slots;
+    uint64_t mask;                  /* capacity - 1, a power of two */
+    size_t n;
+    uint8_t *arena;
+    size_t alen, acap, garbage;     /* garbage: bytes of keys no longer indexed */
+};
+
+static inline uint64_t kx_rd64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+
+static inline uint64_t kx_mix(uint64_t a, uint64_t b) {
+    __uint128_t r = (__uint128_t)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+/* A wyhash-style multiply-fold over 8-byte words; never 0 (0 marks empty). */
+static uint32_t kx_hash(const uint8_t *p, size_t n) {
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ ((uint64_t)n * 0xff51afd7ed558ccdull);
+    while (n >= 8) { h = kx_mix(h ^ kx_rd64(p), 0xa0761d6478bd642full); p += 8; n -= 8; }
+    uint64_t t = 0;
+    memcpy(&t, p, n);
+    h = kx_mix(h ^ t ^ ((uint64_t)n << 56), 0xe7037ed1a0b428dbull);
+    h ^= h >> 33; h *= 0xff51afd7ed558ccdull; h ^= h >> 29;
+    uint32_t r = (uint32_t)(h ^ (h >> 32));
+    return r ? r : 1;
+}
+
+static inline const uint8_t *kx_key(const kx_index *ix, const kx_slot *s) {
+    return ix->arena + (s->kref >> KX_KLEN_BITS);
+}
+static inline size_t kx_klen(const kx_slot *s) { return s->kref & ((1u << KX_KLEN_BITS) - 1); }
+
+kx_index *kx_new(void) {
+    kx_index *ix = calloc(1, sizeof *ix);
+    if (!ix) return NULL;
+    ix->slots = calloc(64, sizeof(kx_slot));
+    ix->arena = malloc(4096);
+    if (!ix->slots || !ix->arena) { free(ix->slots); free(ix->arena); free(ix); return NULL; }
+    ix->mask = 63;
+    ix->acap = 4096;
+    return ix;
+}
+
+void kx_free(kx_index *ix) {
+    if (!ix) return;
+    free(ix->slots);
+    free(ix->arena);
+    free(ix);
+}
+
+void kx_clear(kx_index *ix) {
+    memset(ix->slots, 0, (ix->mask + 1) * sizeof(kx_slot));
+    ix->n = 0;
+    ix->alen = 0;
+    ix->garbage = 0;
+}
+
+size_t kx_len(kx_index *ix) { return ix->n; }
+
+size_t kx_memory(kx_index *ix) {
+    return sizeof *ix + (ix->mask + 1) * sizeof(kx_slot) + ix->acap;
+}
+
+/* Room for `more` new keys at a load factor of at most 3/4. */
+static int kx_reserve(kx_index *ix, size_t more) {
+    uint64_t cap = ix->mask + 1;
+    if ((ix->n + more) * 4 <= cap * 3) return 0;
+    while ((ix->n + more) * 4 > cap * 3) cap *= 2;
+    kx_slot *ns = calloc(cap, sizeof(kx_slot));
+    if (!ns) return -1;
+    for (uint64_t i = 0; i <= ix->mask; i++) {
+        kx_slot *s = &ix->slots[i];
+        if (!s->hash) continue;
+        uint64_t j = s->hash & (cap - 1);
+        while (ns[j].hash) j = (j + 1) & (cap - 1);
+        ns[j] = *s;
+    }
+    free(ix->slots);
+    ix->slots = ns;
+    ix->mask = cap - 1;
+    return 0;
+}
+
+/* Rewrite the arena without the keys no longer indexed (when they are most of it). */
+static int kx_compact_arena(kx_index *ix) {
+    size_t live = ix->alen - ix->garbage;
+    size_t cap = live + 4096;
+    uint8_t *na = malloc(cap);
+    if (!na) return -1;
+    size_t pos = 0;
+    for (uint64_t i = 0; i <= ix->mask; i++) {
+        kx_slot *s = &ix->slots[i];
+        if (!s->hash) continue;
+        size_t kl = kx_klen(s);
+        memcpy(na + pos, kx_key(ix, s), kl);
+        s->kref = ((uint64_t)pos << KX_KLEN_BITS) | kl;
+        pos += kl;
+    }
+    free(ix->arena);
+    ix->arena = na;
+    ix->alen = pos;
+    ix->acap = cap;
+    ix->garbage = 0;
+    return 0;
+}
+
+static int kx_arena_room(kx_index *ix, size_t kl) {
+    if (ix->alen + kl <= ix->acap) return 0;
+    if (ix->garbage > ix->alen / 2 && ix->garbage > ((size_t)1 << 20)) {
+        if (kx_compact_arena(ix) < 0) return -1;
+        if (ix->alen + kl <= ix->acap) return 0;
+    }
+    size_t cap = ix->acap;
+    while (ix->alen + kl > cap) cap *= 2;
+    uint8_t *na = realloc(ix->arena, cap);
+    if (!na) return -1;
+    ix->arena = na;
+    ix->acap = cap;
+    return 0;
+}
+
+/* The slot holding key, or the empty slot where it would go. */
+static inline kx_slot *kx_find(kx_index *ix, const uint8_t *key, size_t kl, uint32_t h) {
+    uint64_t j = h & ix->mask;
+    for (;;) {
+        kx_slot *s = &ix->slots[j];
+        if (!s->hash) return s;
+        if (s->hash == h && kx_klen(s) == kl && memcmp(kx_key(ix, s), key, kl) == 0) return s;
+        j = (j + 1) & ix->mask;
+    }
+}
+
+/* Empty slot s, shifting later members of its probe run back (no tombstones). */
+static void kx_remove(kx_index *ix, kx_slot *s) {
+    uint64_t mask = ix->mask;
+    uint64_t i = (uint64_t)(s - ix->slots), j = i;
+    ix->garbage += kx_klen(s);
+    for (;;) {
+        j = (j + 1) & mask;
+        kx_slot *t = &ix->slots[j];
+        if (!t->hash) break;
+        uint64_t home = t->hash & mask;
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            ix->slots[i] = *t;
+            i = j;
+        }
+    }
+    ix->slots[i].hash = 0;
+    ix->n--;
+}
+
+static inline int kx_fill(kx_index *ix, kx_slot *s, const uint8_t *key, size_t kl, uint32_t h,
+                          uint64_t loc, uint32_t rlen) {
+    /* the arena may move: callers pass keys that live outside it */
+    if (kx_arena_room(ix, kl) < 0) return -1;
+    memcpy(ix->arena + ix->alen, key, kl);
+    s->kref = ((uint64_t)ix->alen << KX_KLEN_BITS) | kl;
+    ix->alen += kl;
+    s->hash = h;
+    s->loc = loc;
+    s->rlen = rlen;
+    ix->n++;
+    return 0;
+}
+
+uint64_t kx_get(kx_index *ix, const char *key, size_t klen, uint32_t *rlen) {
+    kx_slot *s = kx_find(ix, (const uint8_t *)key, klen, kx_hash((const uint8_t *)key, klen));
+    if (!s->hash) return 0;
+    *rlen = s->rlen;
+    return s->loc;
+}
+
+/* 1 if key was present (its old location in old_*), 0 if new, -1 out of memory. */
+int kx_set(kx_index *ix, const char *key, size_t klen, uint64_t loc, uint32_t rlen,
+           uint64_t *old_loc, uint32_t *old_rlen) {
+    if (kx_reserve(ix, 1) < 0) return -1;
+    uint32_t h = kx_hash((const uint8_t *)key, klen);
+    kx_slot *s = kx_find(ix, (const uint8_t *)key, klen, h);
+    if (s->hash) {
+        *old_loc = s->loc;
+        *old_rlen = s->rlen;
+        s->loc = loc;
+        s->rlen = rlen;
+        return 1;
+    }
+    return kx_fill(ix, s, (const uint8_t *)key, klen, h, loc, rlen) < 0 ? -1 : 0;
+}
+
+int kx_pop(kx_index *ix, const char *key, size_t klen, uint64_t *old_loc, uint32_t *old_rlen) {
+    kx_slot *s = kx_find(ix, (const uint8_t *)key, klen, kx_hash((const uint8_t *)key, klen));
+    if (!s->hash) return 0;
+    *old_loc = s->loc;
+    *old_rlen = s->rlen;
+    kx_remove(ix, s);
+    return 1;
+}
+
+/* Key i of a batch: from a list of bytes (keys_list != 0) or a joined buffer. */
+typedef struct {
+    PyObject *list;
+    const uint8_t *buf;
+    const uint32_t *klens;
+    size_t pos;                     /* buffer mode: offset of the next key */
+} kx_keys;
+
+static inline int kx_key_at(kx_keys *ks, size_t i, const uint8_t **p, size_t *n) {
+    if (ks->list) {
+        PyObject *k = PyList_GET_ITEM(ks->list, (Py_ssize_t)i);
+        if (!PyBytes_CheckExact(k)) return -1;
+        *p = (const uint8_t *)PyBytes_AS_STRING(k);
+        *n = (size_t)PyBytes_GET_SIZE(k);
+        if (*n >= ((size_t)1 << KX_KLEN_BITS)) return -1;
+    } else {
+        *p = ks->buf + ks->pos;
+        *n = ks->klens[i];
+        ks->pos += *n;
+        if (*n >= ((size_t)1 << KX_KLEN_BITS)) return -1;
+    }
+    return 0;
+}
+
+static inline void kx_add_dead(uint64_t sid, uint64_t bytes, uint64_t *sids, uint64_t *dead,
+                               size_t *nd, size_t *last) {
+    if (*nd && sids[*last] == sid) { dead[*last] += bytes; return; }
+    for (size_t d = 0; d < *nd; d++)
+        if (sids[d] == sid) { dead[d] += bytes; *last = d; return; }
+    sids[*nd] = sid;
+    dead[*nd] = bytes;
+    *last = (*nd)++;
+}
+
+/* Apply n records of one segment, in order: record i (at loc0 + i, rlens[i]
+   bytes) puts key i, or deletes it where kinds[i] is a tombstone (kinds NULL:
+   all puts). Bytes the batch makes dead are summed per segment into
+   dead_sids/dead_bytes (capacity *ndead, at least n + 1; the count comes back
+   in *ndead): replaced and deleted versions, and the tombstones themselves.
+   Returns 0, -1 for a key that is not bytes (or too long; nothing after it
+   is applied), -2 when out of memory. */
+int64_t kx_apply(kx_index *ix, uintptr_t keys_list, const char *kbuf, const uint32_t *klens,
+                 size_t n, const char *kinds, uint64_t loc0, const uint32_t *rlens,
+                 uint64_t *dead_sids, uint64_t *dead_bytes, size_t *ndead) {
+    PyGILState_STATE gil = PyGILState_Ensure();
+    kx_keys ks = {(PyObject *)keys_list, (const uint8_t *)kbuf, klens, 0};
+    const uint8_t *kp[KX_AHEAD];
+    size_t kn[KX_AHEAD];
+    uint32_t hs[KX_AHEAD];
+    size_t nd = 0, last = 0;
+    int64_t err = 0;
+    uint64_t sid = loc0 >> 32;
+    if (ks.list && (size_t)PyList_GET_SIZE(ks.list) < n) { err = -1; goto out; }
+    if (kx_reserve(ix, n) < 0) { err = -2; goto out; }
+    for (size_t b = 0; b < n; b += KX_AHEAD) {
+        size_t e = b + KX_AHEAD < n ? b + KX_AHEAD : n;
+        /* Hash a block and prefetch its slots; the probes below then find them
+           in cache (a random access costs hundreds of ns on a big table). */
+        for (size_t i = b; i < e; i++) {
+            if (kx_key_at(&ks, i, &kp[i - b], &kn[i - b]) < 0) { err = -1; goto out; }
+            hs[i - b] = kx_hash(kp[i - b], kn[i - b]);
+            __builtin_prefetch(&ix->slots[hs[i - b] & ix->mask], 1);
+        }
+        for (size_t i = b; i < e; i++) {
+            const uint8_t *key = kp[i - b];
+            size_t kl = kn[i - b];
+            kx_slot *s = kx_find(ix, key, kl, hs[i - b]);
+            uint64_t loc = loc0 + i;
+            if (kinds && (uint8_t)kinds[i] == KX_DELETE) {
+                kx_add_dead(sid, rlens[i], dead_sids, dead_bytes, &nd, &last);
+                if (s->hash) {
+                    kx_add_dead(s->loc >> 32, s->rlen, dead_sids, dead_bytes, &nd, &last);
+                    kx_remove(ix, s);
+                }
+            } else if (s->hash) {
+                kx_add_dead(s->loc >> 32, s->rlen, dead_sids, dead_bytes, &nd, &last);
+                s->loc = loc;
+                s->rlen = rlens[i];
+            } else {
+                if (kx_fill(ix, s, key, kl, hs[i - b], loc, rlens[i]) < 0) { err = -2; goto out; }
+            }
+        }
+    }
+out:
+    *ndead = nd;
+    PyGILState_Release(gil);
+    return err;
+}
+
+/* Compaction: point key i at new_locs[i] where it still points at old_locs[i]
+   (a newer write wins). Returns the bytes repointed, -1 for a bad key. */
+int64_t kx_repoint(kx_index *ix, uintptr_t keys_list, const uint64_t *old_locs,
+                   const uint64_t *new_locs, const uint32_t *new_rlens, size_t n) {
+    PyGILState_STATE gil = PyGILState_Ensure();
+    kx_keys ks = {(PyObject *)keys_list, NULL, NULL, 0};
+    int64_t moved = 0;
+    if ((size_t)PyList_GET_SIZE(ks.list) < n) moved = -1;
+    for (size_t i = 0; i < n && moved >= 0; i++) {
+        const uint8_t *key;
+        size_t kl;
+        if (kx_key_at(&ks, i, &key, &kl) < 0) { moved = -1; break; }
+        kx_slot *s = kx_find(ix, key, kl, kx_hash(key, kl));
+        if (s->hash && s->loc == old_locs[i]) {
+            s->loc = new_locs[i];
+            s->rlen = new_rlens[i];
+            moved += new_rlens[i];
+        }
+    }
+    PyGILState_Release(gil);
+    return moved;
+}
+
+/* Fill out_list (a list of len(index) placeholders) with the keys, in slot order. */
+int kx_keys_into(kx_index *ix, uintptr_t out_list) {
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyObject *out = (PyObject *)out_list;
+    int rc = 0;
+    if ((size_t)PyList_GET_SIZE(out) != ix->n) { rc = -1; goto done; }
+    Py_ssize_t k = 0;
+    for (uint64_t i = 0; i <= ix->mask; i++) {
+        kx_slot *s = &ix->slots[i];
+        if (!s->hash) continue;
+        PyObject *b = PyBytes_FromStringAndSize((const char *)kx_key(ix, s), (Py_ssize_t)kx_klen(s));
+        if (!b) { PyErr_Clear(); rc = -2; goto done; }
+        PyObject *old = PyList_GET_ITEM(out, k);
+        PyList_SET_ITEM(out, k, b);
+        Py_XDECREF(old);
+        k++;
+    }
+done:
+    PyGILState_Release(gil);
+    return rc;
+}
+
+/* Live record bytes per segment; returns the number of segments (<= cap, or
+   cap + 1 when there are more than cap). */
+size_t kx_live_by_segment(kx_index *ix, uint64_t *sids, uint64_t *bytes, size_t cap) {
+    size_t nd = 0, last = 0;
+    for (uint64_t i = 0; i <= ix->mask; i++) {
+        kx_slot *s = &ix->slots[i];
+        if (!s->hash) continue;
+        uint64_t sid = s->loc >> 32;
+        if (!(nd && sids[last] == sid)) {
+            size_t d = 0;
+            while (d < nd && sids[d] != sid) d++;
+            if (d == nd) {
+                if (nd == cap) return cap + 1;
+                sids[nd] = sid;
+                bytes[nd++] = 0;
+            }
+            last = d;
+        }
+        bytes[last] += s->rlen;
+    }
+    return nd;
+}
+"""
+
+ffibuilder = FFI()
+ffibuilder.cdef(CDEF)
+# Not the limited API: the batch calls walk lists and bytes with CPython's macros.
+ffibuilder.set_source("statelets._index_c", SOURCE, py_limited_api=False,
+                      define_macros=[("_CFFI_NO_LIMITED_API", None)],
+                      extra_compile_args=["-O2", "-std=gnu11"])
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)
