@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 # Rebuild the install when the build inputs change (the C helpers live in _build.py).
-BUILD_INPUTS := pyproject.toml setup.py uring/_build.py statelets/_index_build.py
+BUILD_INPUTS := pyproject.toml setup.py uring/_build.py uring/crc32c.h statelets/_index_build.py
 COMPAT_VERSIONS ?= $(shell pyenv versions --bare 2>/dev/null | grep -E '^3\.(12|13)(\.|$$)')
 
 .PHONY: demo test test-compat bench clean

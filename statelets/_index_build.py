@@ -19,6 +19,8 @@ walk is the whole point, and cffi has no ``PyObject *`` argument type. Only
 
 Compiled at install time via ``setup.py`` (``cffi_modules``), next to uring's.
 """
+import os
+
 from cffi import FFI
 
 CDEF = r"""
@@ -42,10 +44,19 @@ int64_t kx_repoint(kx_index *ix, uintptr_t keys_list, const uint64_t *old_locs,
                    const uint64_t *new_locs, const uint32_t *new_rlens, size_t n);
 int kx_keys_into(kx_index *ix, uintptr_t out_list);
 size_t kx_live_by_segment(kx_index *ix, uint64_t *sids, uint64_t *bytes, size_t cap);
+
+int64_t kx_measure(uintptr_t keys_list, uintptr_t vals_list, size_t n, const char *kinds,
+                   uint64_t max_key, uint64_t max_value, uint64_t *rec_bytes, uint64_t *key_bytes);
+int64_t kx_encode(uintptr_t keys_list, uintptr_t vals_list, size_t i0, size_t n,
+                  const char *kinds, uint64_t seq0, const uint64_t *seqs,
+                  char *out, size_t cap, uint64_t base,
+                  uint32_t *rlens, uint32_t *offs, uint32_t *klens,
+                  char *kblob, uint64_t *used, uint64_t *kused);
 """
 
 SOURCE = r"""
 #include <Python.h>
+/* @CRC32C@ (uring/crc32c.h) */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -415,7 +426,96 @@ size_t kx_live_by_segment(kx_index *ix, uint64_t *sids, uint64_t *bytes, size_t 
     }
     return nd;
 }
+
+/* Record batches (statelets/FORMAT.md): crc32c u32 | seq u64 | klen u32 |
+   vlen u32 | kind u8 | key | value. Keys and values are read from the
+   caller's lists in place: no joined copy, no length arrays built in Python. */
+#define KX_HEADER 21
+
+static inline int kx_is_delete(const char *kinds, size_t i) {
+    return kinds && (uint8_t)kinds[i] == KX_DELETE;
+}
+
+/* Check a batch before anything is written. Returns -1 when every key is
+   bytes of at most max_key and every value (but a tombstone's, which is
+   ignored) bytes of at most max_value, with the records' and the keys' total
+   sizes in *rec_bytes / *key_bytes; else the index of the first bad pair. */
+int64_t kx_measure(uintptr_t keys_list, uintptr_t vals_list, size_t n, const char *kinds,
+                   uint64_t max_key, uint64_t max_value, uint64_t *rec_bytes, uint64_t *key_bytes) {
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyObject *keys = (PyObject *)keys_list, *vals = (PyObject *)vals_list;
+    int64_t bad = -1;
+    uint64_t rb = 0, kb = 0;
+    if ((size_t)PyList_GET_SIZE(keys) < n || (size_t)PyList_GET_SIZE(vals) < n) bad = 0;
+    for (size_t i = 0; i < n && bad < 0; i++) {
+        PyObject *k = PyList_GET_ITEM(keys, (Py_ssize_t)i);
+        PyObject *v = PyList_GET_ITEM(vals, (Py_ssize_t)i);
+        if (!PyBytes_CheckExact(k) || (uint64_t)PyBytes_GET_SIZE(k) > max_key) { bad = (int64_t)i; break; }
+        uint64_t vl = 0;
+        if (!kx_is_delete(kinds, i)) {
+            if (!PyBytes_CheckExact(v) || (uint64_t)PyBytes_GET_SIZE(v) > max_value) { bad = (int64_t)i; break; }
+            vl = (uint64_t)PyBytes_GET_SIZE(v);
+        }
+        kb += (uint64_t)PyBytes_GET_SIZE(k);
+        rb += KX_HEADER + (uint64_t)PyBytes_GET_SIZE(k) + vl;
+    }
+    *rec_bytes = rb;
+    *key_bytes = kb;
+    PyGILState_Release(gil);
+    return bad;
+}
+
+/* Encode pairs i0, i0 + 1... (at most n) of a batch kx_measure accepted into
+   out, stopping before the first record that does not fit in cap bytes.
+   Record j gets seq seqs[j] (or seq0 + j when seqs is NULL) and kind DELETE
+   with an empty value where kinds says so (kinds NULL: all puts). For each,
+   rlens[j], offs[j] (base + its position in out) and klens[j] are filled and
+   its key appended to kblob. Returns the number encoded; the bytes used in
+   *used and *kused. */
+int64_t kx_encode(uintptr_t keys_list, uintptr_t vals_list, size_t i0, size_t n,
+                  const char *kinds, uint64_t seq0, const uint64_t *seqs,
+                  char *out, size_t cap, uint64_t base,
+                  uint32_t *rlens, uint32_t *offs, uint32_t *klens,
+                  char *kblob, uint64_t *used, uint64_t *kused) {
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyObject *keys = (PyObject *)keys_list, *vals = (PyObject *)vals_list;
+    uint8_t *p = (uint8_t *)out, *end = (uint8_t *)out + cap, *kb = (uint8_t *)kblob;
+    size_t j = 0;
+    for (; j < n; j++) {
+        size_t i = i0 + j;
+        PyObject *k = PyList_GET_ITEM(keys, (Py_ssize_t)i);
+        int del = kx_is_delete(kinds, i);
+        uint32_t kl = (uint32_t)PyBytes_GET_SIZE(k);
+        uint32_t vl = del ? 0 : (uint32_t)PyBytes_GET_SIZE(PyList_GET_ITEM(vals, (Py_ssize_t)i));
+        size_t size = KX_HEADER + (size_t)kl + vl;
+        if ((size_t)(end - p) < size) break;
+        uint64_t seq = seqs ? seqs[j] : seq0 + j;
+        memcpy(p + 4, &seq, 8);
+        memcpy(p + 12, &kl, 4);
+        memcpy(p + 16, &vl, 4);
+        p[20] = del ? KX_DELETE : 1;
+        memcpy(p + KX_HEADER, PyBytes_AS_STRING(k), kl);
+        if (vl) memcpy(p + KX_HEADER + kl, PyBytes_AS_STRING(PyList_GET_ITEM(vals, (Py_ssize_t)i)), vl);
+        uint32_t crc = crc32c_update(0, p + 4, size - 4);
+        memcpy(p, &crc, 4);
+        rlens[j] = (uint32_t)size;
+        offs[j] = (uint32_t)(base + (uint64_t)(p - (uint8_t *)out));
+        klens[j] = kl;
+        memcpy(kb, PyBytes_AS_STRING(k), kl);
+        kb += kl;
+        p += size;
+    }
+    *used = (uint64_t)(p - (uint8_t *)out);
+    *kused = (uint64_t)(kb - (uint8_t *)kblob);
+    PyGILState_Release(gil);
+    return (int64_t)j;
+}
 """
+
+# Read by path: cffi runs this file with exec(), not as a package import.
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "uring",
+                       "crc32c.h")) as _f:
+    SOURCE = SOURCE.replace("/* @CRC32C@ (uring/crc32c.h) */", _f.read())
 
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)

@@ -31,16 +31,9 @@ _SEG = 64                       # record id layout (see statelets.store._rids)
 _ORD = 32
 _MASK32 = (1 << 32) - 1
 
-try:
-    if sys.implementation.name != "cpython":
-        raise ImportError("the C key index walks CPython objects; this is "
-                          f"{sys.implementation.name}")
-    from ._index_c import ffi, lib
-    IMPLEMENTATION = "C"
-except ImportError as exc:  # pragma: no cover - only on broken installs / other VMs
-    ffi = lib = None
-    IMPLEMENTATION = (f"python dict ({exc}); reinstall with 'pip install -e .' for the C "
-                      f"index")
+from ._native import IMPORT_ERROR, ffi, lib
+
+IMPLEMENTATION = "C" if lib is not None else f"python dict ({IMPORT_ERROR})"
 
 
 def _u32(lens: Any) -> array:

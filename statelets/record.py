@@ -7,10 +7,12 @@ one key across segments (compaction moves live records into newer files).
 from __future__ import annotations
 
 import struct
+from array import array
 from typing import Any
 
 from uring._native import ffi, lib
 
+from ._native import ffi as _kffi, lib as _klib
 from .errors import CorruptionError
 
 HEADER = struct.Struct("<IQIIB")
@@ -21,6 +23,7 @@ KINDS = (PUT, DELETE)
 _BODY = struct.Struct("<QIIB")
 MAX_KEY = 1 << 20                    # sanity bounds for parsing untrusted bytes
 MAX_VALUE = 1 << 31
+_kout = _kffi.new("uint64_t[2]") if _kffi is not None else None
 
 
 if lib is not None:
@@ -42,22 +45,93 @@ else:  # pragma: no cover - only without the C extension
         return c ^ 0xFFFFFFFF
 
 
-def encode_into(out: bytearray, kv: bytes, klens: Any, vlens: Any, kinds: bytes,
-                seq0: int, n: int) -> int:
-    """Encode ``n`` records (seqs ``seq0``...) into ``out`` (C; see ur_encode_records)."""
-    if lib is not None:
-        return lib.ur_encode_records(ffi.from_buffer(out), ffi.from_buffer(kv),
-                                     ffi.from_buffer("uint32_t[]", klens),
-                                     ffi.from_buffer("uint32_t[]", vlens),
-                                     ffi.from_buffer(kinds), seq0, n)
-    pos = kpos = 0                   # pragma: no cover - without the C extension
-    for i in range(n):
-        k, v = kv[kpos:kpos + klens[i]], kv[kpos + klens[i]:kpos + klens[i] + vlens[i]]
-        kpos += klens[i] + vlens[i]
-        rec = encode(seq0 + i, kinds[i], k, v)
-        out[pos:pos + len(rec)] = rec
-        pos += len(rec)
-    return pos
+def measure_batch(keys: list[bytes], values: list[Any], kinds: bytes | None = None
+                  ) -> tuple[int, int, int]:
+    """Check a batch of pairs before anything is written.
+
+    Returns ``(bad, record_bytes, key_bytes)``: ``bad`` is -1 when every key is
+    bytes of at most ``MAX_KEY`` and every value (a tombstone's, where ``kinds``
+    says DELETE, is ignored) bytes of at most ``MAX_VALUE``, else the index of
+    the first pair that is not; the sizes are the records' and the keys' totals.
+    """
+    n = len(keys)
+    if _klib is not None:
+        _kout[0] = _kout[1] = 0
+        bad = _klib.kx_measure(id(keys), id(values), n, kinds if kinds is not None else _kffi.NULL,
+                               MAX_KEY, MAX_VALUE, _kout, _kout + 1)
+        return bad, _kout[0], _kout[1]
+    rec = kb = 0                     # pragma: no cover - without the C extension
+    for i, (k, v) in enumerate(zip(keys, values)):
+        delete = kinds is not None and kinds[i] == DELETE
+        if k.__class__ is not bytes or len(k) > MAX_KEY or not delete and (
+                v.__class__ is not bytes or len(v) > MAX_VALUE):
+            return i, rec, kb
+        kb += len(k)
+        rec += HEADER_SIZE + len(k) + (0 if delete else len(v))
+    return -1, rec, kb
+
+
+class Encoded:
+    """Records encoded from a batch: ``count`` pairs, their bytes and hint columns."""
+
+    __slots__ = ("count", "data", "lens", "offs", "klens", "key_blob")
+
+    def __init__(self, count: int, data: Any, lens: array, offs: array, klens: array,
+                 key_blob: Any) -> None:
+        self.count, self.data, self.lens, self.offs = count, data, lens, offs
+        self.klens, self.key_blob = klens, key_blob
+
+
+def encode_batch(keys: list[bytes], values: list[Any], kinds: bytes | None, seq0: int,
+                 seqs: array | None, start: int, cap: int, base: int, key_room: int) -> Encoded:
+    """Encode pairs ``start``... of a batch :func:`measure_batch` accepted, as many as fit in ``cap`` bytes.
+
+    Record j has seq ``seqs[j]`` (or ``seq0 + j``); a pair whose kind is DELETE
+    becomes a tombstone. ``offs`` are file offsets from ``base``. ``key_room``
+    bounds the key bytes this call may take (their total from ``start``). When
+    not even the first record fits, ``count`` is 0 and ``data`` is empty;
+    :func:`record_size` says how much it needs.
+    """
+    m = min(len(keys) - start, cap // HEADER_SIZE)
+    if m <= 0:
+        return Encoded(0, b"", array("I"), array("I"), array("I"), b"")
+    out = bytearray(cap)
+    lens, offs, klens = array("I", bytes(4 * m)), array("I", bytes(4 * m)), array("I", bytes(4 * m))
+    if _klib is not None:
+        blob = bytearray(key_room)
+        count = _klib.kx_encode(id(keys), id(values), start, m,
+                                kinds if kinds is not None else _kffi.NULL, seq0,
+                                _kffi.from_buffer("uint64_t[]", seqs) if seqs is not None
+                                else _kffi.NULL, _kffi.from_buffer(out), cap, base,
+                                _kffi.from_buffer("uint32_t[]", lens),
+                                _kffi.from_buffer("uint32_t[]", offs),
+                                _kffi.from_buffer("uint32_t[]", klens),
+                                _kffi.from_buffer(blob), _kout, _kout + 1)
+        used, kused = _kout[0], _kout[1]
+    else:                            # pragma: no cover - without the C extension
+        count = used = 0
+        parts = []
+        for j in range(m):
+            i = start + j
+            delete = kinds is not None and kinds[i] == DELETE
+            rec = encode(seqs[j] if seqs is not None else seq0 + j, DELETE if delete else PUT,
+                         keys[i], b"" if delete else values[i])
+            if used + len(rec) > cap:
+                break
+            out[used:used + len(rec)] = rec
+            lens[j], offs[j], klens[j] = len(rec), base + used, len(keys[i])
+            parts.append(keys[i])
+            used += len(rec)
+            count += 1
+        blob = b"".join(parts)
+        kused = len(blob)
+    del lens[count:], offs[count:], klens[count:]
+    return Encoded(count, memoryview(out)[:used], lens, offs, klens, memoryview(blob)[:kused])
+
+
+def record_size(key: bytes, value: Any, kind: int = PUT) -> int:
+    """Bytes of the record for one pair."""
+    return HEADER_SIZE + len(key) + (0 if kind == DELETE else len(value))
 
 
 _check_record = lib.ur_check_record if lib is not None else None

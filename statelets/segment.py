@@ -11,8 +11,7 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
-from itertools import accumulate, chain, repeat
-from operator import add
+from itertools import accumulate
 from typing import Any, Iterator
 
 from uring import DmaFile, DmaStreamReader, DmaStreamWriter, Ring
@@ -69,6 +68,9 @@ class Hints:
         return len(self.kinds)
 
 
+_PUTS = bytes((record.PUT,)) * 8192
+
+
 class ActiveSegment:
     """The segment being appended to: a writer plus the hint columns so far."""
 
@@ -81,7 +83,8 @@ class ActiveSegment:
         self.offs = array("I")
         self.lens = array("I")
         self.kinds = bytearray()
-        self.keys: list[bytes] = []
+        self.klens = array("I")
+        self.key_blob = bytearray()     # the keys, concatenated (the hint file's layout)
         self.min_seq = 0
         #: Bytes a read from the file sees (the rest is still in the writer).
         self.readable = 0
@@ -97,39 +100,53 @@ class ActiveSegment:
     def size(self) -> int:
         return self.writer.position
 
-    async def append_columns(self, keys: list[bytes], values: list[bytes], kinds: bytes,
-                             seqs: Any, *, klens: array | None = None,
-                             vlens: array | None = None) -> tuple[list[int], list[int]]:
-        """Append records (``seqs`` an int start or a sequence); returns offsets and lengths.
-
-        ``klens``/``vlens``: the keys' and values' lengths when the caller has them.
-        """
-        n = len(keys)
+    async def append_encoded(self, enc: record.Encoded, kinds: bytes | None, start: int,
+                             seq0: int, seqs: array | None) -> None:
+        """Append records :func:`record.encode_batch` made (pairs ``start``... of a batch
+        whose kinds are ``kinds``, None for all puts) and their hint columns."""
+        n = enc.count
         if not n:
-            return [], []
-        if isinstance(seqs, int):
-            seqs = range(seqs, seqs + n)
-        if klens is None:
-            klens = array("I", map(len, keys))
-        if vlens is None:
-            vlens = array("I", map(len, values))
-        lens = list(map(add, map(add, klens, vlens), repeat(record.HEADER_SIZE, n)))
-        offs = list(accumulate(lens, initial=self.writer.position))[:-1]
-        out = bytearray(sum(lens))
-        kv = b"".join(chain.from_iterable(zip(keys, values)))
-        if isinstance(seqs, range) and seqs.step == 1:
-            record.encode_into(out, kv, klens, vlens, kinds, seqs.start, n)
-        else:                       # compaction keeps each record's own seq
-            out[:] = b"".join(map(record.encode, seqs, kinds, keys, values))
-        await self.writer.write(out)
-        if not self.seqs:
-            self.min_seq = seqs[0]
-        self.seqs.extend(seqs)
-        self.offs.extend(offs)
-        self.lens.extend(lens)
-        self.kinds += kinds
-        self.keys.extend(keys)
-        return offs, lens
+            return
+        self.offs.extend(enc.offs)          # before the write: reads find the records
+        self.lens.extend(enc.lens)
+        self.klens.extend(enc.klens)
+        self.key_blob += enc.key_blob
+        if kinds is None:
+            self.kinds += _PUTS[:n] if n <= len(_PUTS) else bytes((record.PUT,)) * n
+        else:
+            self.kinds += kinds[start:start + n]
+        if seqs is None:
+            self.seqs.extend(range(seq0, seq0 + n))
+        else:
+            self.seqs.extend(seqs[:n])
+        if not self.min_seq:
+            self.min_seq = self.seqs[len(self.seqs) - n]
+        await self.writer.write(enc.data)
+
+    async def append_columns(self, keys: list[bytes], values: list[Any], kinds: bytes,
+                             seqs: array) -> tuple[int, array]:
+        """Append every pair, record i with seq ``seqs[i]`` (compaction keeps each
+        record's own); returns the ordinal of the first and the records' lengths."""
+        first = len(self.lens)
+        bad, total, key_bytes = record.measure_batch(keys, values, kinds)
+        if bad >= 0:
+            raise ValueError(f"append_columns: pair {bad} is not a valid record")
+        pos = 0
+        lens = array("I")
+        while pos < len(keys):
+            cap = min(total, 1 << 20)
+            enc = record.encode_batch(keys, values, kinds, 0, seqs[pos:], pos, cap,
+                                      self.writer.position, key_bytes)
+            if not enc.count:           # one record bigger than a chunk
+                cap = record.record_size(keys[pos], values[pos], kinds[pos])
+                enc = record.encode_batch(keys, values, kinds, 0, seqs[pos:], pos, cap,
+                                          self.writer.position, key_bytes)
+            await self.append_encoded(enc, kinds, pos, 0, seqs[pos:])
+            lens.extend(enc.lens)
+            total -= len(enc.data)
+            key_bytes -= len(enc.key_blob)
+            pos += enc.count
+        return first, lens
 
     async def flush(self) -> None:
         """Make everything appended readable from the file (padded tail written)."""
@@ -144,16 +161,19 @@ class ActiveSegment:
         self.readable = pos
         await self.file.fdatasync()
         await write_hints(self.file.ring, f"{directory}/{hint_name(self.id)}",
-                          Hints(self.seqs, bytes(self.kinds), self.offs, self.lens, self.keys))
+                          Hints(self.seqs, bytes(self.kinds), self.offs, self.lens,
+                                raw=bytes(self.key_blob), klens=self.klens))
 
 
 async def write_hints(ring: Ring, path: str, hints: Hints) -> None:
     """Write a hint file (temp name, fdatasync, rename): all or nothing."""
     n = len(hints)
-    klens = array("I", map(len, hints.keys))
+    blob = hints.key_blob()
+    if blob is None:
+        blob = (b"".join(hints.keys), array("I", map(len, hints.keys)))
     body = b"".join((_le(array("Q", hints.seqs)), _le(array("I", hints.offs)),
-                     _le(array("I", hints.lens)), _le(klens), bytes(hints.kinds),
-                     b"".join(hints.keys)))
+                     _le(array("I", hints.lens)), _le(array("I", blob[1])), bytes(hints.kinds),
+                     blob[0]))
     data = _HINT_HEAD.pack(HINT_MAGIC, HINT_VERSION, n, record.crc32c(body)) + body
     tmp = path + ".tmp"
     f = await DmaFile.open(tmp, "w", ring=ring)

@@ -52,6 +52,7 @@ MergeFn = Callable[[bytes | None, list[bytes]], bytes]
 
 #: ``put_many`` batches at least this long are appended at once, not buffered.
 DIRECT_BATCH = 256
+_CHUNK = 1 << 20       # bytes of records encoded and applied between pauses
 
 
 def _rids(seg_id: int, first: int, lens: Any) -> Any:
@@ -125,6 +126,22 @@ def _refuse_size(key: bytes, value: bytes) -> None:
 
 async def _default_pause() -> None:
     await curio.sleep(0)
+
+
+def _fixed_batch(keys: list[Any], values: list[Any], bad: int
+                 ) -> tuple[list[bytes], list[bytes], int, int]:
+    """A batch whose pair ``bad`` failed ``record.measure_batch``: bytes-like keys and
+    values become bytes (then it is measured again); anything else raises, naming
+    the first offender (its type, or its size against the limit)."""
+    while bad >= 0:
+        k, v = keys[bad], values[bad]
+        key, value = _check_bytes("key", k), _check_bytes("value", v)
+        if len(key) > record.MAX_KEY or len(value) > record.MAX_VALUE:
+            _refuse_size(key, value)
+        keys = [_check_bytes("key", x) for x in keys]
+        values = [_check_bytes("value", x) for x in values]
+        bad, total, key_bytes = record.measure_batch(keys, values)
+    return keys, values, total, key_bytes
 
 
 def _check_bytes(what: str, v: Any) -> bytes:
@@ -656,33 +673,23 @@ class Store:
     async def put_many(self, keys: Sequence[bytes], values: Sequence[bytes]) -> None:
         """``put`` every key to its value, as one batch (a WriteBatch's worth of work).
 
-        Checks and bookkeeping run over the whole batch in C-level passes rather
-        than per key. Later pairs win over earlier ones with the same key. A batch
-        of ``DIRECT_BATCH`` pairs or more skips the write buffer: it is appended to
-        the active segment at once (one pass over a small dict instead of two over
-        the store-sized buffer).
+        The batch is checked and measured in one C pass before anything changes
+        (a bad pair raises, naming it, and nothing of the batch is written).
+        Later pairs win over earlier ones with the same key. A batch of
+        ``DIRECT_BATCH`` pairs or more skips the write buffer: it is encoded
+        straight into the active segment and applied to the index in one call.
         """
         if len(keys) != len(values):
             raise ValueError(f"put_many: {len(keys)} keys but {len(values)} values")
         if not keys:
             return
-        if not isinstance(keys, list):
+        if keys.__class__ is not list:
             keys = list(keys)
-        if not isinstance(values, list):
+        if values.__class__ is not list:
             values = list(values)
-        if set(map(type, keys)) != {bytes} or set(map(type, values)) != {bytes}:
-            for k, v in zip(keys, values):          # name the first offender
-                _check_bytes("key", k)
-                _check_bytes("value", v)
-        klens = array("I", map(len, keys))
-        try:
-            vlens = array("I", map(len, values))
-        except OverflowError:                        # a value of 4 GiB or more
-            vlens = None
-        if vlens is None or max(klens) > record.MAX_KEY or max(vlens) > record.MAX_VALUE:
-            for k, v in zip(keys, values):
-                if len(k) > record.MAX_KEY or len(v) > record.MAX_VALUE:
-                    _refuse_size(k, v)
+        bad, total, key_bytes = record.measure_batch(keys, values)
+        if bad >= 0:
+            keys, values, total, key_bytes = _fixed_batch(keys, values, bad)
         if self._failed is not None or self._closed:
             self._check_usable()
         if self._sorted is not None:
@@ -691,36 +698,31 @@ class Store:
             if new:
                 added.update(new)
                 self._added_sorted = None
-        klen = sum(klens)
-        vlen = sum(vlens)
-        if len(keys) >= DIRECT_BATCH:
-            batch = dict(zip(keys, values))
-            self.user_bytes += klen + vlen
-            # Columns as given when no key repeats (the usual case), else the
-            # buffer's own (later pairs won).
-            cols = (keys, values, klens, vlens) if len(batch) == len(keys) else None
+        n = len(keys)
+        user = total - record.HEADER_SIZE * n
+        self.user_bytes += user
+        if n >= DIRECT_BATCH:
             async with self._mutex:
                 if self._wbuf:                      # older buffered writes go first
                     await self._flush()
                 self._check_usable()
-                # From here until the index points at the new records, readers
-                # find the values in _flushing (and never cache the old ones).
-                self._flushing = batch
-                self._mutations += 1
-                self._recache(batch.keys(), batch)
-                await self._append_buffer(batch, cols)
+                await self._append_batch(keys, values, None, total, key_bytes, recache=True)
             return
         wbuf = self._wbuf
         # Counted as if every key were new to the buffer: an overwrite within it
         # only makes the next flush come a little early.
         wbuf.update(zip(keys, values))
         self._mutations += 1
-        self._wbuf_bytes += klen + vlen + 32 * len(keys)
-        self.user_bytes += klen + vlen
+        self._wbuf_bytes += user + 32 * n
         self._recache(keys, wbuf)
         if self._wbuf_bytes >= self.config.write_buffer_bytes:
             async with self._mutex:
                 await self._flush()
+
+    def _recache_pairs(self, keys: list[bytes], values: list[bytes]) -> None:
+        """Cached keys among ``keys`` stay cached, holding their new value (later pairs win)."""
+        if self._cache.keys() & keys:
+            self._recache(keys, dict(zip(keys, values)))
 
     def _recache(self, keys: Any, values: dict[bytes, Any]) -> None:
         """Cached keys among ``keys`` stay cached, holding their new value from ``values``."""
@@ -793,90 +795,90 @@ class Store:
             self._fail(exc)
             raise
 
-    async def _append_buffer(self, buf: dict[bytes, Any],
-                             cols: tuple[list[bytes], list[bytes], array, array] | None = None
-                             ) -> None:
-        """Append ``buf`` (which is ``_flushing``) as records, rolling segments when full.
-
-        Callers hold ``_mutex``. Pauses between chunks so a big buffer does not
-        hold the core; writes arriving meanwhile go to a fresh buffer. The
-        records become readable from the file when a read needs them (see
-        ``_read``): appends do not wait for the segment's tail to be written.
-        ``cols`` (keys, values and their lengths, no tombstones) spares passes
-        over a buffer whose columns the caller already has.
-        """
+    async def _append_buffer(self, buf: dict[bytes, Any]) -> None:
+        """Append the write buffer ``buf`` (which is ``_flushing``) as records. Callers hold ``_mutex``."""
+        keys = list(buf)
+        vals = list(buf.values())
+        kinds = bytes([record.DELETE if v is _TOMBSTONE else record.PUT for v in vals]) \
+            if _TOMBSTONE in vals else None
         try:
-            if cols is None:
-                keys = list(buf)
-                vals = list(buf.values())
-                has_del = _TOMBSTONE in vals
-                klens = array("I", map(len, keys))
-                vlens = array("I", (0 if v is _TOMBSTONE else len(v) for v in vals)) if has_del \
-                    else array("I", map(len, vals))
-            else:
-                keys, vals, klens, vlens = cols
-                has_del = False
-            n = len(keys)
-            pos = 0
-            seg_size = self.config.segment_size
+            _bad, total, key_bytes = record.measure_batch(keys, vals, kinds)
+            await self._append_batch(keys, vals, kinds, total, key_bytes, recache=False)
+        finally:
+            self._flushing = {}
+
+    async def _append_batch(self, keys: list[bytes], vals: list[Any], kinds: bytes | None,
+                            total: int, key_bytes: int, *, recache: bool) -> None:
+        """Append a measured batch as records and point the index at them, rolling
+        segments when full. Callers hold ``_mutex``.
+
+        Each chunk (up to 1 MiB of records) is encoded, applied to the index and
+        to the cache without an await in between, so other tasks see a batch of
+        one chunk whole or not at all; a longer batch is readable from
+        ``_flushing`` until its last chunk is in. ``recache``: cached keys take
+        their new values (a direct batch; buffered writes did so when put). Pauses between chunks so a big
+        batch does not hold the core. The records become readable from the file
+        when a read needs them (see ``_read``): appends do not wait for I/O.
+        """
+        n = len(keys)
+        if total > _CHUNK and not self._flushing:
+            self._flushing = dict(zip(keys, vals)) if kinds is None else \
+                {k: (_TOMBSTONE if kd == record.DELETE else v)
+                 for k, v, kd in zip(keys, vals, kinds)}
+        seg_size = self.config.segment_size
+        pos = 0
+        try:
             while pos < n:
-                room = seg_size - self._active.size
-                end = min(n, pos + 4096)
-                ks, vs, kl, vl = keys[pos:end], vals[pos:end], klens[pos:end], vlens[pos:end]
-                total = record.HEADER_SIZE * len(ks) + sum(kl) + sum(vl)
-                if total > room:            # split where the segment fills up
-                    used = 0
-                    for i, size in enumerate(map(add, kl, vl)):
-                        used += record.HEADER_SIZE + size
-                        if used > room and i:
-                            ks, vs, kl, vl = ks[:i], vs[:i], kl[:i], vl[:i]
-                            break
-                await self._append(ks, vs, kl, vl, has_del)
-                pos += len(ks)
+                active = self._active
+                room = seg_size - active.size
+                enc = record.encode_batch(keys, vals, kinds, self._seq + 1, None, pos,
+                                          min(room, total, _CHUNK), active.size, key_bytes)
+                if not enc.count:
+                    size = record.record_size(keys[pos], vals[pos],
+                                              kinds[pos] if kinds else record.PUT)
+                    if active.size and size > room:
+                        await self._roll()
+                        continue
+                    # A record bigger than a chunk (or than a segment: alone in one).
+                    enc = record.encode_batch(keys, vals, kinds, self._seq + 1, None, pos,
+                                              size, active.size, key_bytes)
+                await self._append(enc, keys, vals, kinds, pos, recache)
+                pos += enc.count
+                total -= len(enc.data)
+                key_bytes -= len(enc.key_blob)
                 if pos < n:
                     await self.pause()
-                    nxt = record.HEADER_SIZE + klens[pos] + vlens[pos]
-                    if self._active.size + nxt > seg_size:
-                        await self._roll()
         except BaseException as exc:
             self._fail(exc)
             raise
         finally:
             self._flushing = {}
 
-    async def _append(self, keys: list[bytes], vals: list[Any], klens: array, vlens: array,
-                      has_del: bool) -> None:
-        """Append one chunk of the write buffer and repoint the index at it.
-
-        ``klens``/``vlens`` are the lengths (0 for a tombstone's value);
-        ``has_del`` says whether ``vals`` holds tombstones.
-        """
+    async def _append(self, enc: record.Encoded, keys: list[bytes], vals: list[Any],
+                      kinds: bytes | None, pos: int, recache: bool) -> None:
+        """Append one encoded chunk (pairs ``pos``...) and repoint the index at it."""
         active = self._active
-        n = len(keys)
-        if has_del:
-            kinds = bytes([record.DELETE if v is _TOMBSTONE else record.PUT for v in vals])
-            values = [b"" if v is _TOMBSTONE else v for v in vals]
-        else:
-            kinds = bytes((record.PUT,)) * n
-            values = vals
+        count = enc.count
         seq0 = self._seq + 1
-        self._seq += n
+        self._seq += count
         first = len(active.lens)
-        _offs, lens = await active.append_columns(keys, values, kinds, seq0,
-                                                  klens=klens, vlens=vlens)
         sid = active.id
-        info = self._segs[sid]
         segs = self._segs
+        chunk = keys if pos == 0 and count == len(keys) else keys[pos:pos + count]
+        ckinds = kinds[pos:pos + count] if kinds is not None else None
         self._mutations += 1
         # Older versions (and tombstones, never live data) become dead bytes in
-        # their segments, summed per segment by the index as it applies the batch.
-        for old_sid, nbytes in self._index.apply(keys, sid, first, lens,
-                                                 kinds if has_del else None).items():
+        # their segments, summed per segment by the index as it applies the chunk.
+        for old_sid, nbytes in self._index.apply(chunk, sid, first, enc.lens, ckinds).items():
             segs[old_sid].dead += nbytes
-        info.size = active.size
+        if recache and self._cache:
+            self._recache_pairs(chunk, vals[pos:pos + count])
+        info = segs[sid]
         if not info.min_seq:
             info.min_seq = seq0
-        self.disk_bytes_written += sum(lens)
+        self.disk_bytes_written += len(enc.data)
+        await active.append_encoded(enc, kinds, pos, seq0, None)
+        info.size = active.size
 
     def _take_id(self) -> int:
         """A fresh segment id, taken before any await (a roll and a compaction may race)."""
@@ -1100,8 +1102,8 @@ class Store:
                 c_seqs.append(seq_no)
                 scanned += 1
             if c_keys:
-                first = len(out.lens)
-                offs, lens = await out.append_columns(c_keys, c_vals, bytes(c_kinds), c_seqs)
+                first, lens = await out.append_columns(c_keys, c_vals, bytes(c_kinds),
+                                                       array("Q", c_seqs))
                 for key, old_loc, new_rid, ln, kind in zip(c_keys, c_old, _rids(out_id, first, lens),
                                                            lens, c_kinds):
                     moves.append((key, old_loc, new_rid, ln))

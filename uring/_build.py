@@ -10,6 +10,8 @@ the hot path in Python does no bookkeeping for them.
 
 Compiled at install time via ``setup.py`` (``cffi_modules``).
 """
+import os
+
 from cffi import FFI
 
 CDEF = r"""
@@ -521,42 +523,10 @@ int ur_statx_fd(int fd, ur_stat *out) {
     return ur_statx_path(fd, "", AT_EMPTY_PATH, out);
 }
 
-/* crc32c (Castagnoli): SSE4.2 instruction where the CPU has it, else a
-   byte-wise table. Used by the state store's record checksums. */
-static uint32_t crc_table[256];
-static int crc_mode = -1;   /* -1 unknown, 0 table, 1 hardware */
-
-static void crc_init(void) {
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0x82F63B78U & (0U - (c & 1U)));
-        crc_table[i] = c;
-    }
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    crc_mode = __builtin_cpu_supports("sse4.2") ? 1 : 0;
-#else
-    crc_mode = 0;
-#endif
-}
-
-#if defined(__x86_64__)
-__attribute__((target("sse4.2")))
-static uint32_t crc_hw(uint32_t c, const uint8_t *p, size_t n) {
-    while (n >= 8) { uint64_t v; memcpy(&v, p, 8); c = (uint32_t)__builtin_ia32_crc32di(c, v); p += 8; n -= 8; }
-    while (n--) c = __builtin_ia32_crc32qi(c, *p++);
-    return c;
-}
-#endif
+/* @CRC32C@ (uring/crc32c.h) */
 
 uint32_t ur_crc32c(uint32_t crc, const uint8_t *buf, size_t len) {
-    if (crc_mode < 0) crc_init();
-    uint32_t c = ~crc;
-#if defined(__x86_64__)
-    if (crc_mode == 1) return ~crc_hw(c, buf, len);
-#endif
-    while (len--) c = crc_table[(c ^ *buf++) & 0xFF] ^ (c >> 8);
-    return ~c;
+    return crc32c_update(crc, buf, len);
 }
 
 /* Encode n state-store records back to back (statelets/FORMAT.md):
@@ -621,6 +591,10 @@ int ur_fallocate(int fd, int mode, int64_t offset, int64_t len) {
     return fallocate(fd, mode, offset, len) < 0 ? -errno : 0;
 }
 """
+
+# Read by path: cffi runs this file with exec(), not as a package import.
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "crc32c.h")) as _f:
+    SOURCE = SOURCE.replace("/* @CRC32C@ (uring/crc32c.h) */", _f.read())
 
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
