@@ -50,8 +50,8 @@ int64_t kx_measure(uintptr_t keys_list, uintptr_t vals_list, size_t n, const cha
 int64_t kx_encode(uintptr_t keys_list, uintptr_t vals_list, size_t i0, size_t n,
                   const char *kinds, uint64_t seq0, const uint64_t *seqs,
                   char *out, size_t cap, uint64_t base,
-                  uint32_t *rlens, uint32_t *offs, uint32_t *klens,
-                  char *kblob, uint64_t *used, uint64_t *kused);
+                  uint32_t *rlens, uint32_t *offs, uint32_t *klens, uint64_t *seqs_out,
+                  uintptr_t key_blob, uint64_t key_room, uint64_t *used);
 """
 
 SOURCE = r"""
@@ -60,10 +60,12 @@ SOURCE = r"""
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define KX_DELETE 2                 /* record kind of a tombstone (statelets/record.py) */
 #define KX_KLEN_BITS 21             /* keys up to 1 MiB (record.MAX_KEY) */
 #define KX_AHEAD 16                 /* keys hashed and prefetched ahead of the probe */
+#define KX_RING 32                  /* > KX_AHEAD: the pipeline's per-key state */
 
 typedef struct {
     uint64_t loc;                   /* segment << 32 | ordinal */
@@ -100,6 +102,26 @@ static uint32_t kx_hash(const uint8_t *p, size_t n) {
     return r ? r : 1;
 }
 
+/* Table and arena are anonymous mappings advised as transparent huge pages
+   (where THP is "madvise", the usual default): a random probe into a
+   50 MB table otherwise pays a TLB miss and a page-table walk, and growing
+   the table pays a page fault per 4 KiB. Mappings start zeroed. */
+#define KX_HUGE ((size_t)2 << 20)
+
+static void *kx_map(size_t bytes) {
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    if (bytes >= KX_HUGE) madvise(p, bytes, MADV_HUGEPAGE);
+    return p;
+}
+
+static void *kx_remap(void *p, size_t old, size_t bytes) {
+    void *q = mremap(p, old, bytes, MREMAP_MAYMOVE);
+    if (q == MAP_FAILED) return NULL;
+    if (bytes >= KX_HUGE) madvise(q, bytes, MADV_HUGEPAGE);
+    return q;
+}
+
 static inline const uint8_t *kx_key(const kx_index *ix, const kx_slot *s) {
     return ix->arena + (s->kref >> KX_KLEN_BITS);
 }
@@ -108,9 +130,14 @@ static inline size_t kx_klen(const kx_slot *s) { return s->kref & ((1u << KX_KLE
 kx_index *kx_new(void) {
     kx_index *ix = calloc(1, sizeof *ix);
     if (!ix) return NULL;
-    ix->slots = calloc(64, sizeof(kx_slot));
-    ix->arena = malloc(4096);
-    if (!ix->slots || !ix->arena) { free(ix->slots); free(ix->arena); free(ix); return NULL; }
+    ix->slots = kx_map(64 * sizeof(kx_slot));
+    ix->arena = kx_map(4096);
+    if (!ix->slots || !ix->arena) {
+        if (ix->slots) munmap(ix->slots, 64 * sizeof(kx_slot));
+        if (ix->arena) munmap(ix->arena, 4096);
+        free(ix);
+        return NULL;
+    }
     ix->mask = 63;
     ix->acap = 4096;
     return ix;
@@ -118,8 +145,8 @@ kx_index *kx_new(void) {
 
 void kx_free(kx_index *ix) {
     if (!ix) return;
-    free(ix->slots);
-    free(ix->arena);
+    munmap(ix->slots, (ix->mask + 1) * sizeof(kx_slot));
+    munmap(ix->arena, ix->acap);
     free(ix);
 }
 
@@ -141,7 +168,7 @@ static int kx_reserve(kx_index *ix, size_t more) {
     uint64_t cap = ix->mask + 1;
     if ((ix->n + more) * 4 <= cap * 3) return 0;
     while ((ix->n + more) * 4 > cap * 3) cap *= 2;
-    kx_slot *ns = calloc(cap, sizeof(kx_slot));
+    kx_slot *ns = kx_map(cap * sizeof(kx_slot));
     if (!ns) return -1;
     for (uint64_t i = 0; i <= ix->mask; i++) {
         kx_slot *s = &ix->slots[i];
@@ -150,7 +177,7 @@ static int kx_reserve(kx_index *ix, size_t more) {
         while (ns[j].hash) j = (j + 1) & (cap - 1);
         ns[j] = *s;
     }
-    free(ix->slots);
+    munmap(ix->slots, (ix->mask + 1) * sizeof(kx_slot));
     ix->slots = ns;
     ix->mask = cap - 1;
     return 0;
@@ -160,7 +187,7 @@ static int kx_reserve(kx_index *ix, size_t more) {
 static int kx_compact_arena(kx_index *ix) {
     size_t live = ix->alen - ix->garbage;
     size_t cap = live + 4096;
-    uint8_t *na = malloc(cap);
+    uint8_t *na = kx_map(cap);
     if (!na) return -1;
     size_t pos = 0;
     for (uint64_t i = 0; i <= ix->mask; i++) {
@@ -171,7 +198,7 @@ static int kx_compact_arena(kx_index *ix) {
         s->kref = ((uint64_t)pos << KX_KLEN_BITS) | kl;
         pos += kl;
     }
-    free(ix->arena);
+    munmap(ix->arena, ix->acap);
     ix->arena = na;
     ix->alen = pos;
     ix->acap = cap;
@@ -187,7 +214,7 @@ static int kx_arena_room(kx_index *ix, size_t kl) {
     }
     size_t cap = ix->acap;
     while (ix->alen + kl > cap) cap *= 2;
-    uint8_t *na = realloc(ix->arena, cap);
+    uint8_t *na = kx_remap(ix->arena, ix->acap, cap);
     if (!na) return -1;
     ix->arena = na;
     ix->acap = cap;
@@ -309,48 +336,57 @@ static inline void kx_add_dead(uint64_t sid, uint64_t bytes, uint64_t *sids, uin
    all puts). Bytes the batch makes dead are summed per segment into
    dead_sids/dead_bytes (capacity *ndead, at least n + 1; the count comes back
    in *ndead): replaced and deleted versions, and the tombstones themselves.
-   Returns 0, -1 for a key that is not bytes (or too long; nothing after it
-   is applied), -2 when out of memory. */
+   Returns 0, -1 for a key that is not bytes (or too long; the keys more than
+   KX_AHEAD before it are applied, none after), -2 when out of memory. */
 int64_t kx_apply(kx_index *ix, uintptr_t keys_list, const char *kbuf, const uint32_t *klens,
                  size_t n, const char *kinds, uint64_t loc0, const uint32_t *rlens,
                  uint64_t *dead_sids, uint64_t *dead_bytes, size_t *ndead) {
     PyGILState_STATE gil = PyGILState_Ensure();
     kx_keys ks = {(PyObject *)keys_list, (const uint8_t *)kbuf, klens, 0};
-    const uint8_t *kp[KX_AHEAD];
-    size_t kn[KX_AHEAD];
-    uint32_t hs[KX_AHEAD];
+    const uint8_t *kp[KX_RING];
+    size_t kn[KX_RING];
+    uint32_t hs[KX_RING];
     size_t nd = 0, last = 0;
     int64_t err = 0;
     uint64_t sid = loc0 >> 32;
     if (ks.list && (size_t)PyList_GET_SIZE(ks.list) < n) { err = -1; goto out; }
     if (kx_reserve(ix, n) < 0) { err = -2; goto out; }
-    for (size_t b = 0; b < n; b += KX_AHEAD) {
-        size_t e = b + KX_AHEAD < n ? b + KX_AHEAD : n;
-        /* Hash a block and prefetch its slots; the probes below then find them
-           in cache (a random access costs hundreds of ns on a big table). */
-        for (size_t i = b; i < e; i++) {
-            if (kx_key_at(&ks, i, &kp[i - b], &kn[i - b]) < 0) { err = -1; goto out; }
-            hs[i - b] = kx_hash(kp[i - b], kn[i - b]);
-            __builtin_prefetch(&ix->slots[hs[i - b] & ix->mask], 1);
+    /* A software pipeline over the batch (a random access costs hundreds of
+       ns on a big table, and each key needs two: its slot and, when the slot
+       is taken, the stored key to compare): key i + KX_AHEAD is hashed and
+       its slot prefetched, key i + KX_AHEAD / 2 has the stored key its slot
+       names prefetched, key i is probed and applied. The peeks are only
+       hints: the probe itself sees every change the keys before it made. */
+    for (size_t t = 0; t < n + KX_AHEAD; t++) {
+        if (t < n) {
+            size_t r = t % KX_RING;
+            if (kx_key_at(&ks, t, &kp[r], &kn[r]) < 0) { err = -1; goto out; }
+            hs[r] = kx_hash(kp[r], kn[r]);
+            __builtin_prefetch(&ix->slots[hs[r] & ix->mask], 1);
         }
-        for (size_t i = b; i < e; i++) {
-            const uint8_t *key = kp[i - b];
-            size_t kl = kn[i - b];
-            kx_slot *s = kx_find(ix, key, kl, hs[i - b]);
-            uint64_t loc = loc0 + i;
-            if (kinds && (uint8_t)kinds[i] == KX_DELETE) {
-                kx_add_dead(sid, rlens[i], dead_sids, dead_bytes, &nd, &last);
-                if (s->hash) {
-                    kx_add_dead(s->loc >> 32, s->rlen, dead_sids, dead_bytes, &nd, &last);
-                    kx_remove(ix, s);
-                }
-            } else if (s->hash) {
+        if (t >= KX_AHEAD / 2 && t - KX_AHEAD / 2 < n) {
+            const kx_slot *p = &ix->slots[hs[(t - KX_AHEAD / 2) % KX_RING] & ix->mask];
+            if (p->hash) __builtin_prefetch(kx_key(ix, p));
+        }
+        if (t < KX_AHEAD) continue;
+        size_t i = t - KX_AHEAD, r = i % KX_RING;
+        const uint8_t *key = kp[r];
+        size_t kl = kn[r];
+        kx_slot *s = kx_find(ix, key, kl, hs[r]);
+        uint64_t loc = loc0 + i;
+        if (kinds && (uint8_t)kinds[i] == KX_DELETE) {
+            kx_add_dead(sid, rlens[i], dead_sids, dead_bytes, &nd, &last);
+            if (s->hash) {
                 kx_add_dead(s->loc >> 32, s->rlen, dead_sids, dead_bytes, &nd, &last);
-                s->loc = loc;
-                s->rlen = rlens[i];
-            } else {
-                if (kx_fill(ix, s, key, kl, hs[i - b], loc, rlens[i]) < 0) { err = -2; goto out; }
+                kx_remove(ix, s);
             }
+        } else if (s->hash) {
+            kx_add_dead(s->loc >> 32, s->rlen, dead_sids, dead_bytes, &nd, &last);
+            s->loc = loc;
+            s->rlen = rlens[i];
+        } else if (kx_fill(ix, s, key, kl, hs[r], loc, rlens[i]) < 0) {
+            err = -2;
+            goto out;
         }
     }
 out:
@@ -469,17 +505,26 @@ int64_t kx_measure(uintptr_t keys_list, uintptr_t vals_list, size_t n, const cha
    out, stopping before the first record that does not fit in cap bytes.
    Record j gets seq seqs[j] (or seq0 + j when seqs is NULL) and kind DELETE
    with an empty value where kinds says so (kinds NULL: all puts). For each,
-   rlens[j], offs[j] (base + its position in out) and klens[j] are filled and
-   its key appended to kblob. Returns the number encoded; the bytes used in
-   *used and *kused. */
+   rlens[j], offs[j] (base + its position in out), klens[j] and seqs_out[j]
+   are filled and its key appended to the bytearray key_blob (grown by at most
+   key_room bytes). Returns the number encoded (the bytes used in *used), or
+   -1 when the key blob cannot grow. */
 int64_t kx_encode(uintptr_t keys_list, uintptr_t vals_list, size_t i0, size_t n,
                   const char *kinds, uint64_t seq0, const uint64_t *seqs,
                   char *out, size_t cap, uint64_t base,
-                  uint32_t *rlens, uint32_t *offs, uint32_t *klens,
-                  char *kblob, uint64_t *used, uint64_t *kused) {
+                  uint32_t *rlens, uint32_t *offs, uint32_t *klens, uint64_t *seqs_out,
+                  uintptr_t key_blob, uint64_t key_room, uint64_t *used) {
     PyGILState_STATE gil = PyGILState_Ensure();
     PyObject *keys = (PyObject *)keys_list, *vals = (PyObject *)vals_list;
-    uint8_t *p = (uint8_t *)out, *end = (uint8_t *)out + cap, *kb = (uint8_t *)kblob;
+    PyObject *blob = (PyObject *)key_blob;
+    uint8_t *p = (uint8_t *)out, *end = (uint8_t *)out + cap;
+    Py_ssize_t blob0 = PyByteArray_GET_SIZE(blob);
+    if (PyByteArray_Resize(blob, blob0 + (Py_ssize_t)key_room) < 0) {
+        PyErr_Clear();
+        PyGILState_Release(gil);
+        return -1;
+    }
+    uint8_t *kb = (uint8_t *)PyByteArray_AS_STRING(blob) + blob0, *kb0 = kb;
     size_t j = 0;
     for (; j < n; j++) {
         size_t i = i0 + j;
@@ -488,8 +533,9 @@ int64_t kx_encode(uintptr_t keys_list, uintptr_t vals_list, size_t i0, size_t n,
         uint32_t kl = (uint32_t)PyBytes_GET_SIZE(k);
         uint32_t vl = del ? 0 : (uint32_t)PyBytes_GET_SIZE(PyList_GET_ITEM(vals, (Py_ssize_t)i));
         size_t size = KX_HEADER + (size_t)kl + vl;
-        if ((size_t)(end - p) < size) break;
+        if ((size_t)(end - p) < size || (uint64_t)(kb - kb0) + kl > key_room) break;
         uint64_t seq = seqs ? seqs[j] : seq0 + j;
+        seqs_out[j] = seq;
         memcpy(p + 4, &seq, 8);
         memcpy(p + 12, &kl, 4);
         memcpy(p + 16, &vl, 4);
@@ -506,7 +552,8 @@ int64_t kx_encode(uintptr_t keys_list, uintptr_t vals_list, size_t i0, size_t n,
         p += size;
     }
     *used = (uint64_t)(p - (uint8_t *)out);
-    *kused = (uint64_t)(kb - (uint8_t *)kblob);
+    /* shrinking never fails */
+    PyByteArray_Resize(blob, blob0 + (Py_ssize_t)(kb - kb0));
     PyGILState_Release(gil);
     return (int64_t)j;
 }

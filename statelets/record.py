@@ -74,31 +74,33 @@ def measure_batch(keys: list[bytes], values: list[Any], kinds: bytes | None = No
 class Encoded:
     """Records encoded from a batch: ``count`` pairs, their bytes and hint columns."""
 
-    __slots__ = ("count", "data", "lens", "offs", "klens", "key_blob")
+    __slots__ = ("count", "data", "lens", "offs", "klens", "seqs")
 
     def __init__(self, count: int, data: Any, lens: array, offs: array, klens: array,
-                 key_blob: Any) -> None:
+                 seqs: array) -> None:
         self.count, self.data, self.lens, self.offs = count, data, lens, offs
-        self.klens, self.key_blob = klens, key_blob
+        self.klens, self.seqs = klens, seqs
 
 
 def encode_batch(keys: list[bytes], values: list[Any], kinds: bytes | None, seq0: int,
-                 seqs: array | None, start: int, cap: int, base: int, key_room: int) -> Encoded:
-    """Encode pairs ``start``... of a batch :func:`measure_batch` accepted, as many as fit in ``cap`` bytes.
+                 seqs: array | None, start: int, out: Any, base: int,
+                 key_blob: bytearray, key_room: int) -> Encoded:
+    """Encode pairs ``start``... of a batch :func:`measure_batch` accepted into the
+    writable buffer ``out``, as many whole records as fit.
 
     Record j has seq ``seqs[j]`` (or ``seq0 + j``); a pair whose kind is DELETE
-    becomes a tombstone. ``offs`` are file offsets from ``base``. ``key_room``
-    bounds the key bytes this call may take (their total from ``start``). When
-    not even the first record fits, ``count`` is 0 and ``data`` is empty;
+    becomes a tombstone. ``offs`` are file offsets from ``base``. The keys are
+    appended to ``key_blob`` (at most ``key_room`` bytes: the batch's key bytes
+    from ``start``). When not even the first record fits, ``count`` is 0;
     :func:`record_size` says how much it needs.
     """
+    cap = len(out)
     m = min(len(keys) - start, cap // HEADER_SIZE)
     if m <= 0:
-        return Encoded(0, b"", array("I"), array("I"), array("I"), b"")
-    out = bytearray(cap)
+        return Encoded(0, b"", array("I"), array("I"), array("I"), array("Q"))
     lens, offs, klens = array("I", bytes(4 * m)), array("I", bytes(4 * m)), array("I", bytes(4 * m))
+    seqs_out = array("Q", bytes(8 * m))
     if _klib is not None:
-        blob = bytearray(key_room)
         count = _klib.kx_encode(id(keys), id(values), start, m,
                                 kinds if kinds is not None else _kffi.NULL, seq0,
                                 _kffi.from_buffer("uint64_t[]", seqs) if seqs is not None
@@ -106,27 +108,27 @@ def encode_batch(keys: list[bytes], values: list[Any], kinds: bytes | None, seq0
                                 _kffi.from_buffer("uint32_t[]", lens),
                                 _kffi.from_buffer("uint32_t[]", offs),
                                 _kffi.from_buffer("uint32_t[]", klens),
-                                _kffi.from_buffer(blob), _kout, _kout + 1)
-        used, kused = _kout[0], _kout[1]
+                                _kffi.from_buffer("uint64_t[]", seqs_out),
+                                id(key_blob), key_room, _kout)
+        if count < 0:
+            raise MemoryError("cannot grow a segment's key blob (out of memory)")
+        used = _kout[0]
     else:                            # pragma: no cover - without the C extension
         count = used = 0
-        parts = []
         for j in range(m):
             i = start + j
             delete = kinds is not None and kinds[i] == DELETE
-            rec = encode(seqs[j] if seqs is not None else seq0 + j, DELETE if delete else PUT,
-                         keys[i], b"" if delete else values[i])
+            seq = seqs[j] if seqs is not None else seq0 + j
+            rec = encode(seq, DELETE if delete else PUT, keys[i], b"" if delete else values[i])
             if used + len(rec) > cap:
                 break
             out[used:used + len(rec)] = rec
-            lens[j], offs[j], klens[j] = len(rec), base + used, len(keys[i])
-            parts.append(keys[i])
+            lens[j], offs[j], klens[j], seqs_out[j] = len(rec), base + used, len(keys[i]), seq
+            key_blob += keys[i]
             used += len(rec)
             count += 1
-        blob = b"".join(parts)
-        kused = len(blob)
-    del lens[count:], offs[count:], klens[count:]
-    return Encoded(count, memoryview(out)[:used], lens, offs, klens, memoryview(blob)[:kused])
+    del lens[count:], offs[count:], klens[count:], seqs_out[count:]
+    return Encoded(count, memoryview(out)[:used], lens, offs, klens, seqs_out)
 
 
 def record_size(key: bytes, value: Any, kind: int = PUT) -> int:

@@ -100,28 +100,46 @@ class ActiveSegment:
     def size(self) -> int:
         return self.writer.position
 
-    async def append_encoded(self, enc: record.Encoded, kinds: bytes | None, start: int,
-                             seq0: int, seqs: array | None) -> None:
-        """Append records :func:`record.encode_batch` made (pairs ``start``... of a batch
-        whose kinds are ``kinds``, None for all puts) and their hint columns."""
+    async def append_records(self, keys: list[bytes], values: list[Any], kinds: bytes | None,
+                             start: int, seq0: int, seqs: array | None, limit: int,
+                             key_room: int) -> record.Encoded:
+        """Append whole records for pairs ``start``... of a measured batch, at most
+        ``limit`` bytes of them, encoded straight into the writer's DMA buffer.
+
+        Record j has seq ``seqs[j]`` (or ``seq0 + j``). Returns what was appended;
+        ``count`` is 0 when the next record is bigger than ``limit``. A record
+        that does not fit in what is left of the writer's buffer is encoded on
+        its own and copied in (once per buffer).
+        """
+        base = self.writer.position
+        view = await self.writer.reserve()
+        enc = record.encode_batch(keys, values, kinds, seq0, seqs, start,
+                                  view[:min(len(view), limit)], base, self.key_blob, key_room)
+        in_place = True
+        if not enc.count:
+            size = record.record_size(keys[start], values[start],
+                                      kinds[start] if kinds is not None else record.PUT)
+            if size > limit:
+                return enc
+            enc = record.encode_batch(keys, values, kinds, seq0, seqs, start, bytearray(size),
+                                      base, self.key_blob, key_room)
+            in_place = False
         n = enc.count
-        if not n:
-            return
-        self.offs.extend(enc.offs)          # before the write: reads find the records
+        self.offs.extend(enc.offs)          # before any await: reads find the records
         self.lens.extend(enc.lens)
         self.klens.extend(enc.klens)
-        self.key_blob += enc.key_blob
+        self.seqs.extend(enc.seqs)
         if kinds is None:
             self.kinds += _PUTS[:n] if n <= len(_PUTS) else bytes((record.PUT,)) * n
         else:
             self.kinds += kinds[start:start + n]
-        if seqs is None:
-            self.seqs.extend(range(seq0, seq0 + n))
-        else:
-            self.seqs.extend(seqs[:n])
         if not self.min_seq:
-            self.min_seq = self.seqs[len(self.seqs) - n]
-        await self.writer.write(enc.data)
+            self.min_seq = enc.seqs[0]
+        if in_place:
+            await self.writer.commit(len(enc.data))
+        else:
+            await self.writer.write(enc.data)
+        return enc
 
     async def append_columns(self, keys: list[bytes], values: list[Any], kinds: bytes,
                              seqs: array) -> tuple[int, array]:
@@ -134,17 +152,11 @@ class ActiveSegment:
         pos = 0
         lens = array("I")
         while pos < len(keys):
-            cap = min(total, 1 << 20)
-            enc = record.encode_batch(keys, values, kinds, 0, seqs[pos:], pos, cap,
-                                      self.writer.position, key_bytes)
-            if not enc.count:           # one record bigger than a chunk
-                cap = record.record_size(keys[pos], values[pos], kinds[pos])
-                enc = record.encode_batch(keys, values, kinds, 0, seqs[pos:], pos, cap,
-                                          self.writer.position, key_bytes)
-            await self.append_encoded(enc, kinds, pos, 0, seqs[pos:])
+            enc = await self.append_records(keys, values, kinds, pos, 0, seqs[pos:], total,
+                                            key_bytes)
             lens.extend(enc.lens)
             total -= len(enc.data)
-            key_bytes -= len(enc.key_blob)
+            key_bytes -= sum(enc.klens)
             pos += enc.count
         return first, lens
 

@@ -831,21 +831,23 @@ class Store:
             while pos < n:
                 active = self._active
                 room = seg_size - active.size
-                enc = record.encode_batch(keys, vals, kinds, self._seq + 1, None, pos,
-                                          min(room, total, _CHUNK), active.size, key_bytes)
+                first = len(active.lens)
+                seq0 = self._seq + 1
+                enc = await active.append_records(keys, vals, kinds, pos, seq0, None,
+                                                  min(room, _CHUNK), key_bytes)
                 if not enc.count:
-                    size = record.record_size(keys[pos], vals[pos],
-                                              kinds[pos] if kinds else record.PUT)
-                    if active.size and size > room:
+                    if active.size:
                         await self._roll()
                         continue
-                    # A record bigger than a chunk (or than a segment: alone in one).
-                    enc = record.encode_batch(keys, vals, kinds, self._seq + 1, None, pos,
-                                              size, active.size, key_bytes)
-                await self._append(enc, keys, vals, kinds, pos, recache)
+                    # An empty segment takes a record of any size (alone).
+                    size = record.record_size(keys[pos], vals[pos],
+                                              kinds[pos] if kinds is not None else record.PUT)
+                    enc = await active.append_records(keys, vals, kinds, pos, seq0, None,
+                                                      size, key_bytes)
+                self._apply(enc, keys, vals, kinds, pos, first, recache)
                 pos += enc.count
                 total -= len(enc.data)
-                key_bytes -= len(enc.key_blob)
+                key_bytes -= sum(enc.klens)
                 if pos < n:
                     await self.pause()
         except BaseException as exc:
@@ -854,15 +856,12 @@ class Store:
         finally:
             self._flushing = {}
 
-    async def _append(self, enc: record.Encoded, keys: list[bytes], vals: list[Any],
-                      kinds: bytes | None, pos: int, recache: bool) -> None:
-        """Append one encoded chunk (pairs ``pos``...) and repoint the index at it."""
-        active = self._active
+    def _apply(self, enc: record.Encoded, keys: list[bytes], vals: list[Any],
+               kinds: bytes | None, pos: int, first: int, recache: bool) -> None:
+        """Point the index at an appended chunk (pairs ``pos``..., ordinals ``first``...)."""
         count = enc.count
-        seq0 = self._seq + 1
         self._seq += count
-        first = len(active.lens)
-        sid = active.id
+        sid = self._active.id
         segs = self._segs
         chunk = keys if pos == 0 and count == len(keys) else keys[pos:pos + count]
         ckinds = kinds[pos:pos + count] if kinds is not None else None
@@ -875,10 +874,9 @@ class Store:
             self._recache_pairs(chunk, vals[pos:pos + count])
         info = segs[sid]
         if not info.min_seq:
-            info.min_seq = seq0
+            info.min_seq = enc.seqs[0]
         self.disk_bytes_written += len(enc.data)
-        await active.append_encoded(enc, kinds, pos, seq0, None)
-        info.size = active.size
+        info.size = self._active.size
 
     def _take_id(self) -> int:
         """A fresh segment id, taken before any await (a roll and a compaction may race)."""

@@ -85,6 +85,31 @@ class DmaStreamWriter:
                 await self._write_full()
         return total
 
+    async def reserve(self) -> memoryview:
+        """The free space of the current buffer, to fill in place and then :meth:`commit`.
+
+        Never empty (a full buffer is written out first). Spares a copy when the
+        caller can produce its bytes straight into DMA memory (the state store
+        encodes records there). Bytes put in the view count only once committed,
+        and the view is valid until the next await on this writer.
+        """
+        self._raise_pending()
+        if self._buf is not None and self._fill == self.buffer_size:
+            await self._write_full()
+        if self._buf is None:
+            self._buf = self.file.ring.buffers.get(self.buffer_size)
+        return self._buf.view[self._fill:]
+
+    async def commit(self, n: int) -> None:
+        """Append the first ``n`` bytes put in the view the last :meth:`reserve` returned."""
+        self._raise_pending()
+        if self._buf is None or not 0 <= n <= self.buffer_size - self._fill:
+            raise ValueError(f"commit({n}) does not match the reserved space of the writer "
+                             f"on {self.file.path!r}")
+        self._fill += n
+        if self._fill == self.buffer_size:
+            await self._write_full()
+
     async def _write_full(self) -> None:
         # Wait for room *before* taking the buffer: if the wait fails or is
         # cancelled, the full buffer stays here and flush()/close() write it.
