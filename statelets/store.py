@@ -22,7 +22,8 @@ import os
 import time
 from array import array
 from collections import OrderedDict
-from operator import add
+from itertools import compress, repeat
+from operator import add, is_not
 from typing import Any, Callable, Sequence
 
 import attrs
@@ -714,27 +715,34 @@ class Store:
         wbuf.update(zip(keys, values))
         self._mutations += 1
         self._wbuf_bytes += user + 32 * n
-        self._recache(keys, wbuf)
+        self._recache(keys, values)
         if self._wbuf_bytes >= self.config.write_buffer_bytes:
             async with self._mutex:
                 await self._flush()
 
-    def _recache_pairs(self, keys: list[bytes], values: list[bytes]) -> None:
-        """Cached keys among ``keys`` stay cached, holding their new value (later pairs win)."""
-        if self._cache.keys() & keys:
-            self._recache(keys, dict(zip(keys, values)))
+    def _recache(self, keys: list[bytes], values: list[bytes]) -> None:
+        """Cached keys among ``keys`` stay cached, holding their new value (later pairs win).
 
-    def _recache(self, keys: Any, values: dict[bytes, Any]) -> None:
-        """Cached keys among ``keys`` stay cached, holding their new value from ``values``."""
+        One random pass over the cache finds them (a store-sized cache costs a
+        cache miss per key, so the passes are what this is about); the update
+        then touches the entries that pass brought in.
+        """
         cache = self._cache
         if not cache:
             return
-        hot = list(cache.keys() & keys)
-        if hot:
-            old_bytes = sum(map(len, map(cache.__getitem__, hot)))
-            new_vals = list(map(values.__getitem__, hot))
-            cache.update(zip(hot, new_vals))    # in place: no reordering
-            self._cache_bytes += sum(map(len, new_vals)) - old_bytes
+        olds = list(map(cache.get, keys))
+        n_cold = olds.count(None)
+        if n_cold == len(olds):
+            return
+        if n_cold:
+            hot = list(map(is_not, olds, repeat(None)))
+            keys, values, olds = (list(compress(keys, hot)), list(compress(values, hot)),
+                                  list(compress(olds, hot)))
+        newest = dict(zip(keys, values))                # later pairs win
+        if len(newest) != len(keys):                    # a key repeats: count it once
+            olds = list(dict(zip(keys, olds)).values())
+        cache.update(newest)                            # in place: no reordering
+        self._cache_bytes += sum(map(len, newest.values())) - sum(map(len, olds))
 
     async def delete(self, key: bytes) -> None:
         """Remove ``key`` (a no-op if absent)."""
@@ -871,7 +879,7 @@ class Store:
         for old_sid, nbytes in self._index.apply(chunk, sid, first, enc.lens, ckinds).items():
             segs[old_sid].dead += nbytes
         if recache and self._cache:
-            self._recache_pairs(chunk, vals[pos:pos + count])
+            self._recache(chunk, vals[pos:pos + count])
         info = segs[sid]
         if not info.min_seq:
             info.min_seq = enc.seqs[0]

@@ -350,3 +350,36 @@ def test_a_cancelled_append_loses_no_written_bytes_and_no_buffer(run, data_dir):
                 assert ring.buffers.outstanding == 0, \
                     f"attempt {attempt}: a pool buffer leaked from a cancelled append"
     run(main)
+
+
+def test_reserve_and_commit_fill_buffers_in_place(run, data_dir):
+    """reserve() hands out the current buffer's free space; commit(n) appends what was
+    put there, interleaving with write() and flush() like any append."""
+    path = data_dir / "reserved.bin"
+    rng = random.Random(9)
+    expected = bytearray()
+
+    async def main(ring):
+        async with await DmaFile.open(path, "w") as f:
+            w = DmaStreamWriter(f, buffer_size=BUF)
+            for i in range(40):
+                view = await w.reserve()
+                assert 0 < len(view) <= BUF
+                n = rng.randint(0, len(view))
+                chunk = rng.randbytes(n)
+                view[:n] = chunk
+                await w.commit(n)
+                expected.extend(chunk)
+                if i % 7 == 0:                   # ordinary appends in between
+                    more = rng.randbytes(rng.randint(1, 3 * BUF))
+                    await w.write(more)
+                    expected.extend(more)
+                if i % 11 == 0:
+                    await w.flush()
+                assert w.position == len(expected)
+            view = await w.reserve()
+            with pytest.raises(ValueError, match="commit.*reserved.*reserved.bin"):
+                await w.commit(len(view) + 1)
+            await w.close()
+    run(main)
+    assert path.read_bytes() == bytes(expected)

@@ -8,6 +8,7 @@ dead-byte accounting compaction relies on, and restore after a checkpoint.
 from __future__ import annotations
 
 import errno
+import random
 
 import pytest
 
@@ -216,3 +217,24 @@ def test_a_read_whose_tail_flush_fails_fails_the_store(tmp_path):
 
     assert run_with_store(tmp_path, body)
     assert_restores_epoch_1(tmp_path, keys, vals)
+
+
+def test_records_bigger_than_a_writer_buffer_or_a_segment(tmp_path, backend):
+    """Records larger than the writer's 1 MiB buffer, and than a whole segment, go in
+    whole (alone in a segment when they must) and read back, also after reopening."""
+    rng = random.Random(4)
+    keys = [b"big%04d" % i for i in range(300)]
+    vals = [rng.randbytes(rng.choice((10, 300, (1 << 20) + 17, (3 << 20) + 5)))
+            if i % 50 == 0 else rng.randbytes(100) for i in range(300)]
+
+    async def body(store):
+        await store.put_many(keys, vals)
+        assert await store.get_many(keys) == vals
+        await store.checkpoint(1)
+        return True
+
+    async def reread(store):
+        return await store.get_many(keys) == vals
+
+    assert run_with_store(tmp_path, body, backend=backend, segment_size=2 << 20)
+    assert run_with_store(tmp_path, reread, backend=backend, segment_size=2 << 20)
