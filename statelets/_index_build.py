@@ -43,6 +43,7 @@ int64_t kx_apply(kx_index *ix, uintptr_t keys_list, const char *kbuf, const uint
 int64_t kx_repoint(kx_index *ix, uintptr_t keys_list, const uint64_t *old_locs,
                    const uint64_t *new_locs, const uint32_t *new_rlens, size_t n);
 int kx_keys_into(kx_index *ix, uintptr_t out_list);
+int kx_contains_many(kx_index *ix, uintptr_t keys_list, size_t n, char *out);
 size_t kx_live_by_segment(kx_index *ix, uint64_t *sids, uint64_t *bytes, size_t cap);
 
 int64_t kx_measure(uintptr_t keys_list, uintptr_t vals_list, size_t n, const char *kinds,
@@ -416,6 +417,21 @@ int64_t kx_repoint(kx_index *ix, uintptr_t keys_list, const uint64_t *old_locs,
     }
     PyGILState_Release(gil);
     return moved;
+}
+
+/* out[i] = 1 where key i of the list is indexed, else 0; -1 for a bad key. */
+int kx_contains_many(kx_index *ix, uintptr_t keys_list, size_t n, char *out) {
+    PyGILState_STATE gil = PyGILState_Ensure();
+    kx_keys ks = {(PyObject *)keys_list, NULL, NULL, 0};
+    int rc = (size_t)PyList_GET_SIZE(ks.list) < n ? -1 : 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const uint8_t *key;
+        size_t kl;
+        if (kx_key_at(&ks, i, &key, &kl) < 0) { rc = -1; break; }
+        out[i] = kx_find(ix, key, kl, kx_hash(key, kl))->hash != 0;
+    }
+    PyGILState_Release(gil);
+    return rc;
 }
 
 /* Fill out_list (a list of len(index) placeholders) with the keys, in slot order. */

@@ -1,7 +1,10 @@
 """The store's key index: every live key → the record holding its value.
 
 Record ids are ints ``segment << 64 | ordinal << 32 | record length``
-(``store._rids``). Two implementations with one interface:
+(:func:`rids`): offsets live in per-segment arrays, read only by point reads,
+and the length rides along so that counting an overwritten record's bytes as
+dead needs no second random memory access. Two implementations with one
+interface:
 
 * :class:`CKeyIndex` (the default): a C hash table with the keys in one arena
   (``statelets/_index_build.py``). Batches cross into C once and overlap their
@@ -19,21 +22,33 @@ import logging
 import sys
 from array import array
 from collections.abc import Sequence
-from itertools import compress, repeat
-from operator import and_, eq, rshift
+from itertools import compress, filterfalse, repeat
+from operator import add, and_, eq, not_, rshift
 from typing import Any
 
 from . import record
 
-log = logging.getLogger("statelets.keyindex")
-
-_SEG = 64                       # record id layout (see statelets.store._rids)
-_ORD = 32
-_MASK32 = (1 << 32) - 1
-
 from ._native import IMPORT_ERROR, ffi, lib
 
+log = logging.getLogger("statelets.keyindex")
+
+RID_SEG = 64                    # record id layout: segment << 64 | ordinal << 32 | length
+RID_ORD = 32
+MASK32 = (1 << 32) - 1
+
 IMPLEMENTATION = "C" if lib is not None else f"python dict ({IMPORT_ERROR})"
+
+
+def rids(seg_id: int, first: int, lens: Any) -> Any:
+    """Record ids of the records ``first``, ``first + 1``... of segment ``seg_id``
+    (lengths ``lens``): one range plus the lengths, no per-key Python arithmetic."""
+    base = (seg_id << RID_SEG) | (first << RID_ORD)
+    return map(add, range(base, base + (len(lens) << RID_ORD), 1 << RID_ORD), lens)
+
+
+def rid_segment(rid: int) -> int:
+    """The segment id of record id ``rid``."""
+    return rid >> RID_SEG
 
 
 def _u32(lens: Any) -> array:
@@ -71,6 +86,10 @@ class DictKeyIndex:
     def keys(self) -> list[bytes]:
         return list(self._d)
 
+    def missing(self, keys: Sequence[bytes]) -> list[bytes]:
+        """The keys of ``keys`` not in the index, in order."""
+        return list(filterfalse(self._d.__contains__, keys))
+
     @property
     def memory(self) -> int:
         """Approximate bytes held (the dict and its key and id objects)."""
@@ -85,27 +104,26 @@ class DictKeyIndex:
         replaced and deleted versions, and the tombstones themselves.
         """
         index = self._d
-        base = (sid << _SEG) | (first << _ORD)
-        rids = list(map(int.__add__, range(base, base + (len(keys) << _ORD), 1 << _ORD), lens))
+        ids = list(rids(sid, first, lens))
         dead: dict[int, int] = {}
         if (kinds is None or record.DELETE not in kinds) and len(set(keys)) == len(keys):
             # Dead bytes summed per segment with C-level passes (a batch's old
             # versions sit in a few segments).
             olds = list(filter(None, map(index.get, keys)))
             if olds:
-                sids = list(map(rshift, olds, repeat(_SEG, len(olds))))
+                sids = list(map(rshift, olds, repeat(RID_SEG, len(olds))))
                 distinct = set(sids)
                 for s in distinct:
                     mine = olds if len(distinct) == 1 else compress(olds, map(eq, sids, repeat(s)))
-                    dead[s] = sum(map(and_, mine, repeat(_MASK32)))
-            index.update(zip(keys, rids))
+                    dead[s] = sum(map(and_, mine, repeat(MASK32)))
+            index.update(zip(keys, ids))
             return dead
-        for key, kind, rid in zip(keys, kinds or repeat(record.PUT), rids):
+        for key, kind, rid in zip(keys, kinds or repeat(record.PUT), ids):
             old = index.pop(key, None) if kind == record.DELETE else index.get(key)
             if old is not None:
-                dead[old >> _SEG] = dead.get(old >> _SEG, 0) + (old & _MASK32)
+                dead[old >> RID_SEG] = dead.get(old >> RID_SEG, 0) + (old & MASK32)
             if kind == record.DELETE:
-                dead[sid] = dead.get(sid, 0) + (rid & _MASK32)
+                dead[sid] = dead.get(sid, 0) + (rid & MASK32)
             else:
                 index[key] = rid
         return dead
@@ -126,23 +144,22 @@ class DictKeyIndex:
         for key, old, new in zip(keys, old_rids, new_rids):
             if index.get(key) == old:
                 index[key] = new
-                moved += new & _MASK32
+                moved += new & MASK32
         return moved
 
     def live_bytes_by_segment(self) -> dict[int, int]:
         live: dict[int, int] = {}
         for rid in self._d.values():
-            live[rid >> _SEG] = live.get(rid >> _SEG, 0) + (rid & _MASK32)
+            live[rid >> RID_SEG] = live.get(rid >> RID_SEG, 0) + (rid & MASK32)
         return live
 
 
 class CKeyIndex:
     """The key index as a C hash table (see ``statelets/_index_build.py``).
 
-    Keys must be ``bytes`` (the store checks them first; a C batch call that
-    meets anything else raises ``TypeError`` before changing the index... up
-    to that key, which is why the store checks first). Not thread-safe: a
-    store belongs to one curio kernel.
+    Keys must be ``bytes``: a batch call that meets anything else raises
+    ``TypeError`` having applied part of the batch, so the store checks its
+    batches first. Not thread-safe: a store belongs to one curio kernel.
     """
 
     def __init__(self) -> None:
@@ -165,7 +182,7 @@ class CKeyIndex:
 
     def get(self, key: bytes) -> int | None:
         loc = lib.kx_get(self._ix, key, len(key), self._len_out)
-        return (loc << _ORD) | self._len_out[0] if loc else None
+        return (loc << RID_ORD) | self._len_out[0] if loc else None
 
     def __getitem__(self, key: bytes) -> int:
         rid = self.get(key)
@@ -174,13 +191,13 @@ class CKeyIndex:
         return rid
 
     def __setitem__(self, key: bytes, rid: int) -> None:
-        if lib.kx_set(self._ix, key, len(key), rid >> _ORD, rid & _MASK32,
+        if lib.kx_set(self._ix, key, len(key), rid >> RID_ORD, rid & MASK32,
                       self._loc_out, self._len_out) < 0:
             raise MemoryError("the store's key index cannot grow (out of memory)")
 
     def pop(self, key: bytes, default: Any = None) -> Any:
         if lib.kx_pop(self._ix, key, len(key), self._loc_out, self._len_out):
-            return (self._loc_out[0] << _ORD) | self._len_out[0]
+            return (self._loc_out[0] << RID_ORD) | self._len_out[0]
         return default
 
     def clear(self) -> None:
@@ -194,6 +211,15 @@ class CKeyIndex:
         if rc:
             raise RuntimeError("key index changed while its keys were listed")
         return out
+
+    def missing(self, keys: Sequence[bytes]) -> list[bytes]:
+        """The keys of ``keys`` not in the index, in order: one C call."""
+        if not isinstance(keys, list):
+            keys = list(keys)
+        found = bytearray(len(keys))
+        if lib.kx_contains_many(self._ix, id(keys), len(keys), ffi.from_buffer(found)) < 0:
+            self._checked(-1, keys)
+        return list(compress(keys, map(not_, found)))
 
     @property
     def memory(self) -> int:
@@ -222,7 +248,7 @@ class CKeyIndex:
         self._dead_room(n + 1)
         self._ndead[0] = self._dcap
         rc = lib.kx_apply(self._ix, id(keys), ffi.NULL, ffi.NULL, n,
-                          kinds if kinds is not None else ffi.NULL, (sid << _ORD) | first,
+                          kinds if kinds is not None else ffi.NULL, (sid << RID_ORD) | first,
                           ffi.from_buffer("uint32_t[]", lens), self._dsids, self._dbytes,
                           self._ndead)
         return self._checked(rc, keys)
@@ -239,7 +265,7 @@ class CKeyIndex:
         self._dead_room(n + 1)
         self._ndead[0] = self._dcap
         rc = lib.kx_apply(self._ix, 0, ffi.from_buffer(kbuf), ffi.from_buffer("uint32_t[]", klens),
-                          n, kinds if kinds is not None else ffi.NULL, (sid << _ORD) | first,
+                          n, kinds if kinds is not None else ffi.NULL, (sid << RID_ORD) | first,
                           ffi.from_buffer("uint32_t[]", lens), self._dsids, self._dbytes,
                           self._ndead)
         return self._checked(rc, None)
@@ -263,9 +289,9 @@ class CKeyIndex:
         n = len(keys)
         if not n:
             return 0
-        old = array("Q", map(rshift, old_rids, repeat(_ORD, n)))
-        new = array("Q", map(rshift, new_rids, repeat(_ORD, n)))
-        lens = array("I", map(and_, new_rids, repeat(_MASK32, n)))
+        old = array("Q", map(rshift, old_rids, repeat(RID_ORD, n)))
+        new = array("Q", map(rshift, new_rids, repeat(RID_ORD, n)))
+        lens = array("I", map(and_, new_rids, repeat(MASK32, n)))
         moved = lib.kx_repoint(self._ix, id(keys), ffi.from_buffer("uint64_t[]", old),
                                ffi.from_buffer("uint64_t[]", new),
                                ffi.from_buffer("uint32_t[]", lens), n)
@@ -284,9 +310,6 @@ class CKeyIndex:
             cap *= 4
 
 
-KeyIndex = CKeyIndex if lib is not None else DictKeyIndex
-
-
 def new_index() -> CKeyIndex | DictKeyIndex:
     """A key index of the best implementation available here."""
-    return KeyIndex()
+    return CKeyIndex() if lib is not None else DictKeyIndex()

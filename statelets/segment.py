@@ -107,7 +107,8 @@ class ActiveSegment:
         ``limit`` bytes of them, encoded straight into the writer's DMA buffer.
 
         Record j has seq ``seqs[j]`` (or ``seq0 + j``). Returns what was appended;
-        ``count`` is 0 when the next record is bigger than ``limit``. A record
+        ``count`` is 0 when the next record is bigger than ``limit`` and the
+        segment is not empty (an empty one takes a record of any size). A record
         that does not fit in what is left of the writer's buffer is encoded on
         its own and copied in (once per buffer).
         """
@@ -119,7 +120,7 @@ class ActiveSegment:
         if not enc.count:
             size = record.record_size(keys[start], values[start],
                                       kinds[start] if kinds is not None else record.PUT)
-            if size > limit:
+            if size > limit and self.size:
                 return enc
             enc = record.encode_batch(keys, values, kinds, seq0, seqs, start, bytearray(size),
                                       base, self.key_blob, key_room)

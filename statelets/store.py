@@ -23,7 +23,7 @@ import time
 from array import array
 from collections import OrderedDict
 from itertools import compress, repeat
-from operator import add, is_not
+from operator import is_not
 from typing import Any, Callable, Sequence
 
 import attrs
@@ -32,39 +32,20 @@ from uring import DmaFile, Ring
 from uring.curio_compat import curio
 
 from . import record, segment as seg
-from .keyindex import new_index
+from .keyindex import MASK32 as _MASK32, RID_ORD as _RID_ORD, RID_SEG as _RID_SEG
+from .keyindex import new_index, rids as _rids
 from .errors import CorruptionError, StateletError, StoreFailed
 from .snapshot import Manifest, fsync_dir, list_epochs, read_manifest, write_file_durably
 
 log = logging.getLogger("statelets.store")
 
 _TOMBSTONE = object()
-# The index maps a key to a record id: segment id << 64 | the record's ordinal
-# in its segment << 32 | the record's length. Offsets live in per-segment
-# arrays, read only by point reads; the length rides along so that counting an
-# overwritten record's bytes as dead needs no second random memory access
-# (on this class of VM each one costs a TLB walk). A batch's ids are one range
-# plus its lengths: C-level passes, no per-key Python arithmetic.
-_RID_SEG = 64
-_RID_ORD = 32
-_MASK32 = (1 << 32) - 1
 
 MergeFn = Callable[[bytes | None, list[bytes]], bytes]
 
 #: ``put_many`` batches at least this long are appended at once, not buffered.
 DIRECT_BATCH = 256
 _CHUNK = 1 << 20       # bytes of records encoded and applied between pauses
-
-
-def _rids(seg_id: int, first: int, lens: Any) -> Any:
-    """Record ids of the records ``first``, ``first + 1``... of segment ``seg_id``."""
-    base = (seg_id << _RID_SEG) | (first << _RID_ORD)
-    return map(add, range(base, base + (len(lens) << _RID_ORD), 1 << _RID_ORD), lens)
-
-
-def _rid_segment(rid: int) -> int:
-    """The segment id of record id ``rid``."""
-    return rid >> _RID_SEG
 
 
 @attrs.frozen
@@ -694,8 +675,8 @@ class Store:
         if self._failed is not None or self._closed:
             self._check_usable()
         if self._sorted is not None:
-            index, added = self._index, self._added
-            new = [k for k in keys if k not in index and k not in added]
+            added = self._added
+            new = [k for k in self._index.missing(keys) if k not in added]
             if new:
                 added.update(new)
                 self._added_sorted = None
@@ -843,18 +824,11 @@ class Store:
                 seq0 = self._seq + 1
                 enc = await active.append_records(keys, vals, kinds, pos, seq0, None,
                                                   min(room, _CHUNK), key_bytes)
-                if not enc.count:
-                    if active.size:
-                        await self._roll()
-                        continue
-                    # An empty segment takes a record of any size (alone).
-                    size = record.record_size(keys[pos], vals[pos],
-                                              kinds[pos] if kinds is not None else record.PUT)
-                    enc = await active.append_records(keys, vals, kinds, pos, seq0, None,
-                                                      size, key_bytes)
+                if not enc.count:           # the next record needs a fresh segment
+                    await self._roll()
+                    continue
                 self._apply(enc, keys, vals, kinds, pos, first, recache)
                 pos += enc.count
-                total -= len(enc.data)
                 key_bytes -= sum(enc.klens)
                 if pos < n:
                     await self.pause()

@@ -40,6 +40,8 @@ def _same(a, b) -> None:
     for k in b.keys():
         assert a.get(k) == b.get(k)
         assert k in a
+    probe = [b"k%d" % i for i in range(0, 6000, 7)]
+    assert a.missing(probe) == b.missing(probe) == [k for k in probe if k not in b]
     assert a.live_bytes_by_segment() == b.live_bytes_by_segment()
 
 

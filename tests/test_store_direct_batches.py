@@ -14,6 +14,7 @@ import pytest
 
 from conftest import run_with_store
 from statelets import store as store_mod
+from statelets.keyindex import rid_segment
 from uring.curio_compat import curio
 
 N = store_mod.DIRECT_BATCH * 4
@@ -100,13 +101,13 @@ def test_overwrites_are_counted_dead_where_the_old_records_live(tmp_path):
     async def body(store):
         await store.put_many(keys, vals)
         await store.checkpoint(1)
-        first = {store_mod._rid_segment(store._index[k]) for k in keys}
+        first = {rid_segment(store._index[k]) for k in keys}
         assert all(store._segs[s].dead == 0 for s in first)
         half = len(keys) // 2
         await store.put_many(keys[:half], vals2[:half])
         await store.checkpoint(2)
         dead = sum(store._segs[s].dead for s in first)
-        rec = [store._segs[store_mod._rid_segment(store._index[k])] for k in keys[:half]]
+        rec = [store._segs[rid_segment(store._index[k])] for k in keys[:half]]
         assert all(r.id not in first for r in rec), "the new versions live in newer segments"
         # Exactly the old records of the overwritten half are dead.
         expected = sum(store_mod.record.HEADER_SIZE + len(k) + len(v)

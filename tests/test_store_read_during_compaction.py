@@ -11,6 +11,7 @@ from conftest import run_in_ring
 from statelets import Store, StoreConfig
 from statelets import segment as seg
 from statelets import store as store_mod
+from statelets.keyindex import rid_segment
 from uring.curio_compat import curio
 
 CFG = StoreConfig(segment_size=16 << 10, write_buffer_bytes=4 << 10, compaction_threshold=0.5)
@@ -48,7 +49,7 @@ def test_read_follows_a_key_whose_segment_was_retired_before_it_opened(tmp_path,
     async def race(ring):
         st = await Store.open(path, ring=ring, config=CFG)
         try:
-            sid = store_mod._rid_segment(st._index[b"A"])
+            sid = rid_segment(st._index[b"A"])
             assert sid in st.compaction_candidates(), "setup: A's segment should be compacted"
             gate["watched"] = seg.segment_name(sid)
             gate["done"] = curio.Event()
@@ -56,7 +57,7 @@ def test_read_follows_a_key_whose_segment_was_retired_before_it_opened(tmp_path,
             reader = await curio.spawn(st.get, b"A")
             await curio.sleep(0)                       # the reader is waiting to open
             await st.compact()
-            assert store_mod._rid_segment(st._index[b"A"]) != sid   # A moved
+            assert rid_segment(st._index[b"A"]) != sid   # A moved
             await gate["done"].set()
             return await reader.join()
         finally:

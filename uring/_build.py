@@ -93,8 +93,6 @@ uint64_t ur_hist_value(unsigned bucket);
 int ur_probe_syscall(void);
 int ur_timerfd_create(void);
 uint32_t ur_crc32c(uint32_t crc, const uint8_t *buf, size_t len);
-size_t ur_encode_records(uint8_t *out, const uint8_t *kv, const uint32_t *klens,
-                         const uint32_t *vlens, const uint8_t *kinds, uint64_t seq0, size_t n);
 int ur_check_record(const char *buf, size_t n, const char *key, size_t klen);
 int ur_timerfd_arm(int fd, double abs_monotonic);
 """
@@ -527,29 +525,6 @@ int ur_statx_fd(int fd, ur_stat *out) {
 
 uint32_t ur_crc32c(uint32_t crc, const uint8_t *buf, size_t len) {
     return crc32c_update(crc, buf, len);
-}
-
-/* Encode n state-store records back to back (statelets/FORMAT.md):
-   crc32c u32 | seq u64 | klen u32 | vlen u32 | kind u8 | key | value.
-   `kv` holds key0 value0 key1 value1 ... concatenated; seqs are seq0, seq0+1, ...
-   Returns the bytes written; `out` must hold sum(21 + klen + vlen). */
-size_t ur_encode_records(uint8_t *out, const uint8_t *kv, const uint32_t *klens,
-                         const uint32_t *vlens, const uint8_t *kinds, uint64_t seq0, size_t n) {
-    uint8_t *p = out;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t seq = seq0 + i;
-        uint32_t kl = klens[i], vl = vlens[i];
-        memcpy(p + 4, &seq, 8);
-        memcpy(p + 12, &kl, 4);
-        memcpy(p + 16, &vl, 4);
-        p[20] = kinds[i];
-        memcpy(p + 21, kv, (size_t)kl + vl);
-        kv += (size_t)kl + vl;
-        uint32_t crc = ur_crc32c(0, p + 4, 17 + (size_t)kl + vl);
-        memcpy(p, &crc, 4);
-        p += 21 + (size_t)kl + vl;
-    }
-    return (size_t)(p - out);
 }
 
 /* Check that buf[0:n] is exactly one intact record of `key` (a point read of
