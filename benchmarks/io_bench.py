@@ -51,6 +51,7 @@ try:
 except ImportError:
     sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import uring  # noqa: E402
 from uring import DmaFile, Ring, backend_info  # noqa: E402
 from uring.curio_compat import curio  # noqa: E402
 
@@ -367,7 +368,7 @@ def run_ours(backend: str | None, path: str, size: int, pattern: str, tasks: int
                 "fixed": st.get("buffers", {}).get("fixed_reason", ""),
             }
 
-    curio.run(main)
+    uring.run(main)      # the ring is the kernel's wait, as in the reactor runtime
     return result
 
 

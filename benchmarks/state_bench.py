@@ -86,6 +86,7 @@ except ImportError:
     sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import statelets  # noqa: E402
+import uring  # noqa: E402
 from uring import Ring  # noqa: E402
 from uring.curio_compat import curio  # noqa: E402
 
@@ -897,7 +898,7 @@ def main(argv: list[str] | None = None) -> int:
     watchdog.arm("building the data", 120)
     data = Data(n)
     try:
-        m = curio.run(bench, args, data, root, watchdog, figures, notes)
+        m = uring.run(bench, args, data, root, watchdog, figures, notes)
     finally:
         cleanup()
 

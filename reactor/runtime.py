@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from curio.kernel import Kernel
 
-from uring import Ring
+from uring import Ring, RingSelector
 from uring.curio_compat import curio
 
 from . import scheduler as _sched
@@ -147,7 +147,9 @@ class Reactor:
             raise TypeError(f"reactor.run needs an async function, got {main!r}")
         _local.reactor = self
         _sched._install(self.scheduler)
-        kernel = Kernel(activations=[self.scheduler])
+        # RingSelector: the reactor's ring submits, sleeps and wakes its tasks
+        # from the kernel's own wait (uring/wait_selector.py).
+        kernel = Kernel(selector=RingSelector(), activations=[self.scheduler])
         try:
             with kernel:
                 result = kernel.run(self._bootstrap, main, args)

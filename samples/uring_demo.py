@@ -12,8 +12,8 @@ import os
 import sys
 import tempfile
 
+import uring
 from uring import DmaFile, DmaStreamReader, DmaStreamWriter, Ring, backend_info
-from uring.curio_compat import curio
 
 MIB = 1 << 20
 
@@ -58,9 +58,9 @@ def main() -> int:
     if info.backend != "io_uring":
         print(f"note: io_uring unavailable here, using the sync fallback: {info.reason}")
     if directory:
-        return curio.run(demo, directory)
+        return uring.run(demo, directory)
     with tempfile.TemporaryDirectory(prefix="uring-demo-", dir=".") as d:
-        return curio.run(demo, d)
+        return uring.run(demo, d)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 ``backend`` runs a test once per I/O backend ("io_uring" and "sync"); the
 io_uring run is skipped, with the reason, where this process falls back.
-``run(fn, **ring_kwargs)`` drives ``await fn(ring)`` under ``curio.run`` inside
+``run(fn, **ring_kwargs)`` drives ``await fn(ring)`` under ``uring.run`` inside
 ``async with uring.Ring(backend=backend, **ring_kwargs) as ring:`` and returns
 its result; afterwards the ring must have nothing left in flight.
 """
@@ -99,7 +99,9 @@ def run_in_ring(backend: str, fn: Callable[[Any], Awaitable[Any]], *, timeout: f
 
     def worker() -> None:
         try:
-            box["result"] = curio.run(functools.partial(in_ring, backend, fn, report=report,
+            # uring.run: the ring attaches to the kernel's selector, as under the
+            # reactor runtime (test_ring_wait_modes.py covers plain curio.run).
+            box["result"] = uring.run(functools.partial(in_ring, backend, fn, report=report,
                                                          **ring_kwargs))
         except BaseException as e:  # handed to the test's thread
             box["exc"] = e

@@ -172,13 +172,12 @@ def main() -> None:
     a = p.parse_args()
 
     import uring
-    from uring.curio_compat import curio
 
     async def run() -> None:
         async with uring.Ring(backend=a.backend):
             await (loop if a.mode == "loop" else torn)(a.dir, a.seed)
 
-    curio.run(run)
+    uring.run(run)
 
 
 if __name__ == "__main__":

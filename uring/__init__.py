@@ -12,8 +12,11 @@ Public API::
             await f.close()
             print(ring.stats())
 
-    curio.run(main)
+    uring.run(main)      # curio.run, with the ring as the kernel's wait
 
+``uring.run`` is ``curio.run`` with a :class:`RingSelector`: the ring submits,
+waits and wakes its tasks from the kernel's own wait, with no helper tasks.
+Under a plain ``curio.run`` the same code works through a reaper task.
 ``backend_info()`` says which backend rings use and why; ``REACTOR_IO=sync``
 forces the fallback. Nothing here crashes at import where io_uring is missing.
 """
@@ -25,9 +28,10 @@ from .dma_file import DmaFile
 from .errors import NoRingError, RingClosedError, UringError
 from .ring import FileStat, Ring
 from .stream import DmaStreamReader, DmaStreamWriter
+from .wait_selector import RingSelector, run
 
 __all__ = [
     "BackendInfo", "BufferPool", "DmaBuffer", "DmaFile", "DmaStreamReader",
     "DmaStreamWriter", "FileStat", "NoRingError", "Ring", "RingClosedError",
-    "UringError", "backend_info",
+    "RingSelector", "UringError", "backend_info", "run",
 ]

@@ -31,6 +31,9 @@ struct ur_ring {
     uint64_t cqes_reaped;
     uint64_t cq_overflow;
     uint64_t cancel_cqes;          /* completions of internal cancels, consumed in C */
+    uint64_t poll_cqes;            /* completions of the selector poll, consumed in C */
+    unsigned poll_armed;           /* a poll on the selector's epoll fd is in the ring */
+    unsigned poll_fired;           /* ...and it completed: the epoll fd has events */
     uint64_t ops[UR_MAX_OPS];
     uint64_t bytes[UR_MAX_OPS];
     uint64_t errors[UR_MAX_OPS];
@@ -68,6 +71,11 @@ int ur_prep_batch(struct ur_ring *r, unsigned n, const uint8_t *ops, const int32
                   const uint64_t *addrs, const uint32_t *lens, const uint64_t *offs,
                   const uint64_t *user_data);
 int ur_submit(struct ur_ring *r, unsigned min_complete);
+int ur_wait(struct ur_ring *r, int64_t timeout_ns);
+int ur_arm_poll(struct ur_ring *r, int fd);
+int ur_cancel_poll(struct ur_ring *r);
+int ur_can_wait(struct ur_ring *r);
+int ur_unregister_eventfd(struct ur_ring *r);
 int ur_reap(struct ur_ring *r, uint32_t *slots, int32_t *res, unsigned max);
 unsigned ur_cq_ready(struct ur_ring *r);
 unsigned ur_sq_space(struct ur_ring *r);
@@ -110,6 +118,7 @@ SOURCE = r"""
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <poll.h>
 #include <linux/io_uring.h>
 
 #ifndef __NR_io_uring_setup
@@ -128,6 +137,15 @@ SOURCE = r"""
 #define UR_HIST_BUCKETS 256
 /* user_data with this bit set is internal (async cancel): no slot, no stats. */
 #define UR_CANCEL_BIT (1ULL << 63)
+/* The poll on a selector's epoll fd (see wait_selector.py), and its cancel. */
+#define UR_POLL_UD (UR_CANCEL_BIT | (1ULL << 62))
+#ifndef IORING_ENTER_EXT_ARG
+#define IORING_ENTER_EXT_ARG (1U << 3)
+struct io_uring_getevents_arg { uint64_t sigmask; uint32_t sigmask_sz; uint32_t pad; uint64_t ts; };
+#endif
+#ifndef IORING_FEAT_EXT_ARG
+#define IORING_FEAT_EXT_ARG (1U << 8)
+#endif
 #define UR_SLOT_MASK 0xFFFFULL
 
 struct ur_ring {
@@ -142,6 +160,9 @@ struct ur_ring {
     uint64_t cqes_reaped;
     uint64_t cq_overflow;
     uint64_t cancel_cqes;          /* completions of internal cancels, consumed in C */
+    uint64_t poll_cqes;
+    unsigned poll_armed;
+    unsigned poll_fired;
     uint64_t ops[UR_MAX_OPS];
     uint64_t bytes[UR_MAX_OPS];
     uint64_t errors[UR_MAX_OPS];
@@ -381,6 +402,67 @@ int ur_submit(struct ur_ring *r, unsigned min_complete) {
     return (int)ret;
 }
 
+/* Submit what is prepared and wait for at least one completion, at most
+   timeout_ns (< 0: no limit). One io_uring_enter; -ETIME and -EINTR are
+   ordinary outcomes (the caller reaps whatever arrived). */
+int ur_wait(struct ur_ring *r, int64_t timeout_ns) {
+    unsigned n = r->pending;
+    if (n) __atomic_store_n(r->sq_ktail, r->sq_tail, __ATOMIC_RELEASE);
+    unsigned flags = IORING_ENTER_GETEVENTS;
+    struct __kernel_timespec ts;
+    struct io_uring_getevents_arg arg;
+    void *argp = NULL;
+    size_t argsz = 0;
+    if (timeout_ns >= 0) {
+        ts.tv_sec = timeout_ns / 1000000000LL;
+        ts.tv_nsec = timeout_ns % 1000000000LL;
+        memset(&arg, 0, sizeof arg);
+        arg.ts = (uint64_t)(uintptr_t)&ts;
+        flags |= IORING_ENTER_EXT_ARG;
+        argp = &arg;
+        argsz = sizeof arg;
+    }
+    long ret = syscall(__NR_io_uring_enter, r->fd, n, 1, flags, argp, argsz);
+    r->enter_calls++;
+    if (ret < 0) return -errno;   /* nothing was submitted (the kernel reports waits only then) */
+    r->sqes_submitted += (uint64_t)ret;
+    r->pending -= (unsigned)ret <= n ? (unsigned)ret : n;
+    return (int)ret;
+}
+
+/* Whether ur_wait can bound its wait (IORING_FEAT_EXT_ARG, Linux 5.11). */
+int ur_can_wait(struct ur_ring *r) {
+    return (r->features & IORING_FEAT_EXT_ARG) != 0;
+}
+
+/* Prepare a one-shot POLLIN poll on `fd` (a selector's epoll fd): its
+   completion wakes ur_wait when any fd of the selector is ready. */
+int ur_arm_poll(struct ur_ring *r, int fd) {
+    if (r->poll_armed) return 0;
+    struct io_uring_sqe *sqe = get_sqe(r);
+    if (!sqe) return -EBUSY;
+    sqe->opcode = IORING_OP_POLL_ADD;
+    sqe->fd = fd;
+    sqe->poll32_events = POLLIN;
+    sqe->user_data = UR_POLL_UD;
+    r->poll_armed = 1;
+    r->poll_fired = 0;
+    return 0;
+}
+
+/* Ask the kernel to drop an armed poll (its CQE then arrives as -ECANCELED).
+   Returns 1 if a cancel was prepared, 0 if no poll is armed. */
+int ur_cancel_poll(struct ur_ring *r) {
+    if (!r->poll_armed) return 0;
+    struct io_uring_sqe *sqe = get_sqe(r);
+    if (!sqe) return -EBUSY;
+    sqe->opcode = IORING_OP_ASYNC_CANCEL;
+    sqe->fd = -1;
+    sqe->addr = UR_POLL_UD;
+    sqe->user_data = UR_CANCEL_BIT | UR_SLOT_MASK;
+    return 1;
+}
+
 unsigned ur_cq_ready(struct ur_ring *r) {
     return __atomic_load_n(r->cq_ktail, __ATOMIC_ACQUIRE) - *r->cq_khead;
 }
@@ -403,7 +485,11 @@ int ur_reap(struct ur_ring *r, uint32_t *slots, int32_t *res, unsigned max) {
         uint64_t ud = cqe->user_data;
         int32_t rv = cqe->res;
         head++;
-        if (ud & UR_CANCEL_BIT) { r->cancel_cqes++; continue; }
+        if (ud & UR_CANCEL_BIT) {
+            if (ud == UR_POLL_UD) { r->poll_cqes++; r->poll_armed = 0; r->poll_fired = 1; }
+            else r->cancel_cqes++;
+            continue;
+        }
         uint64_t slot = ud & UR_SLOT_MASK;
         slots[n] = (uint32_t)slot;
         res[n] = rv;
@@ -429,6 +515,11 @@ int ur_reap(struct ur_ring *r, uint32_t *slots, int32_t *res, unsigned max) {
 
 int ur_register_eventfd(struct ur_ring *r, int efd) {
     long ret = syscall(__NR_io_uring_register, r->fd, IORING_REGISTER_EVENTFD, &efd, 1);
+    return ret < 0 ? -errno : 0;
+}
+
+int ur_unregister_eventfd(struct ur_ring *r) {
+    long ret = syscall(__NR_io_uring_register, r->fd, IORING_UNREGISTER_EVENTFD, NULL, 0);
     return ret < 0 ? -errno : 0;
 }
 

@@ -6,13 +6,20 @@ How an operation travels (see IO_URING_NOTES.md for the measurements):
    operations are in flight, so completions can never overflow; a caller
    finding no slot waits, it never gets an error), writes one SQE with a single
    cffi call and sleeps on the ring's :class:`_Waiters` scheduler.
-2. SQEs are submitted as soon as ``flush_threshold`` are pending, otherwise by
-   the flusher task, which the first SQE of a scheduler pass wakes and which
-   runs behind the tasks already ready: one ``io_uring_enter`` per pass.
-3. The kernel signals completions on an eventfd; one reaper task waits on it
-   (registered once with curio's selector), drains the CQ into arrays with one
-   call, stores each result as the sleeping task's trap result and wakes all of
-   them with one ``_scheduler_wake``.
+2. SQEs are submitted as soon as ``flush_threshold`` are pending, otherwise at
+   the end of the scheduler pass: one ``io_uring_enter`` per pass.
+3. Completions are drained from the CQ into arrays with one call; each result
+   becomes the sleeping task's trap result and the tasks are made ready.
+
+Steps 2 and 3 run in one of two ways. Under a kernel whose selector is a
+:class:`~uring.wait_selector.RingSelector` (``uring.run``, the reactor
+runtime), the ring *attaches* to it: the kernel's ``select`` at the end of each
+pass submits, sleeps in ``io_uring_enter`` when nothing is ready, reaps, and
+returns the finished tasks to curio directly. Otherwise two helper tasks do
+it: a flusher, which the first SQE of a pass wakes and which runs behind the
+tasks already ready, and a reaper, which sleeps on an eventfd registered with
+the ring (kept registered with curio's epoll) and wakes the finished tasks
+with one ``_scheduler_wake``.
 
 A task cancelled while its operation is in flight *abandons* the slot: the
 buffer stays referenced (and pinned, if it is a pooled :class:`DmaBuffer`)
@@ -28,7 +35,7 @@ from collections import deque
 from typing import Any, Awaitable, Sequence
 
 from curio.sched import SchedBase, SchedFIFO
-from curio.traps import _read_wait, _scheduler_wait, _scheduler_wake
+from curio.traps import _get_kernel, _read_wait, _scheduler_wait, _scheduler_wake
 
 from . import backend as _backend
 from . import opcodes as op
@@ -39,6 +46,7 @@ from .errors import RingClosedError, UringError, check_rc, os_error
 from .ring import FileStat, Ring, buffer_view
 from .selectable import SelectableFd
 from .stats import summarize
+from .wait_selector import RingSelector, completion_event
 
 log = logging.getLogger("uring")
 
@@ -51,6 +59,8 @@ UD_MASK = CANCEL_BIT - 1
 #: CQ entries kept free for ASYNC_CANCEL completions.
 CANCEL_HEADROOM = 16
 _FREE = -1
+#: ``_Waiters.arming`` for a task waiting until nothing is in flight (close).
+_DRAIN = -2
 
 
 class _Borrowed:
@@ -102,7 +112,7 @@ def _pin_buffers(keep: Any, delta: int) -> None:
 
 
 class _Waiters(SchedBase):
-    """Tasks sleeping on the ring: either on an operation's slot or for a slot.
+    """Tasks sleeping on the ring: on an operation's slot, for a slot, or for the drain.
 
     ``arming`` is set by the task right before it traps (nothing else runs in
     between), telling ``_kernel_suspend`` what the task waits for. The reaper
@@ -114,6 +124,7 @@ class _Waiters(SchedBase):
         self.owners: list[Any] = ring._owners
         self.removers = ring._removers
         self.space: deque[list[Any]] = deque()
+        self.drain: list[list[Any]] = []
         self.batch: list[Any] = []
 
     def __len__(self) -> int:
@@ -125,7 +136,7 @@ class _Waiters(SchedBase):
             self.owners[slot] = task
             return self.removers[slot]
         item = [task]
-        self.space.append(item)
+        (self.drain.append if slot == _DRAIN else self.space.append)(item)
 
         def remove() -> None:
             item[0] = None
@@ -143,6 +154,12 @@ class _Waiters(SchedBase):
             task = space.popleft()[0]
             if task is not None:
                 out.append(task)
+        return out
+
+    def pop_drain(self) -> list[Any]:
+        """Every task waiting for the drain."""
+        out = [item[0] for item in self.drain if item[0] is not None]
+        self.drain.clear()
         return out
 
 
@@ -194,7 +211,7 @@ class UringRing(Ring):
         self._slot_buf = ffi.new("uint32_t[]", self.cq_entries)
         self._res_buf = ffi.new("int32_t[]", self.cq_entries)
         self._tasks: list[Any] = []
-        self._drained = None
+        self._selector: RingSelector | None = None
         self._fallback_ops: dict[str, int] = {}
 
         efd = lib.ur_eventfd()
@@ -238,7 +255,15 @@ class UringRing(Ring):
     # -- lifecycle -------------------------------------------------------------
     async def start(self) -> None:
         await super().start()
-        if self._tasks:
+        if self._tasks or self._selector is not None:
+            return
+        sel = getattr(await _get_kernel(), "_selector", None)
+        if isinstance(sel, RingSelector) and lib.ur_can_wait(self._r) and sel.attach(self):
+            # The kernel's select() submits, waits and reaps from now on: no
+            # helper tasks, and no eventfd signal per completion.
+            self._selector = sel
+            self._flush_armed = True        # the end-of-pass flush is always due
+            lib.ur_unregister_eventfd(self._r)
             return
         self._tasks.append(await curio.spawn(self._guarded_task, self._reaper, "reaper",
                                              daemon=True))
@@ -252,19 +277,30 @@ class UringRing(Ring):
         self._update_guard()
         if self._started and self._broken is None and self._inflight + self._cancels_in_flight > 0:
             self._submit_now()
-            self._drained = curio.Event()
             # Operations in flight belong to tasks that are still waiting or to
-            # abandoned slots; the reaper completes both. Bounded: file I/O ends.
+            # abandoned slots; reaping completes both. Bounded: file I/O ends.
             try:
                 async with curio.timeout_after(30):
-                    await self._drained.wait()
+                    self._waiters.arming = _DRAIN
+                    await _scheduler_wait(self._waiters, "IO_DRAIN")
             except curio.TaskTimeout:
                 log.error("uring: %d operations still in flight after 30 s at close",
                           self._inflight + self._cancels_in_flight)
         for t in self._tasks:
             await t.cancel()
         self._tasks.clear()
+        self._detach()
         self._teardown()
+
+    def _detach(self) -> None:
+        """Give the kernel's waits back to epoll and withdraw the poll on its fd."""
+        sel, self._selector = self._selector, None
+        if sel is None:
+            return
+        sel.detach(self)
+        if self._r is not None and lib.ur_cancel_poll(self._r) > 0:
+            self._cancels += 1
+            self._submit_now()
 
     def _teardown(self) -> None:
         """Free the ring and the eventfd. Blocks to drain if operations remain."""
@@ -276,7 +312,8 @@ class UringRing(Ring):
         # Last resort (kernel gone, tasks cancelled, a ring task crashed): wait
         # synchronously so the kernel is done with every buffer before the
         # memory can go. Counted from the C side, which sees every CQE.
-        while r.sqes_submitted - r.cqes_reaped - r.cancel_cqes > 0:
+        # A selector poll still armed holds no buffer: it is not waited for.
+        while r.sqes_submitted - r.cqes_reaped - r.cancel_cqes - r.poll_cqes - r.poll_armed > 0:
             rc = lib.ur_submit(r, 1)
             if rc < 0 and rc != -errno.EINTR:
                 log.error("uring: cannot drain the ring at close: %s", os.strerror(-rc))
@@ -310,6 +347,11 @@ class UringRing(Ring):
     @property
     def in_flight(self) -> int:
         return self._inflight
+
+    @property
+    def wait_mode(self) -> str:
+        """``"selector"`` when attached to the kernel's RingSelector, else ``"tasks"``."""
+        return "selector" if self._selector is not None else "tasks"
 
     # -- submission ------------------------------------------------------------
     def _submit_now(self) -> None:
@@ -403,7 +445,7 @@ class UringRing(Ring):
             self._submit_now()
 
     # -- completion --------------------------------------------------------------
-    async def _guarded_task(self, body: Any, what: str) -> None:
+    async def _guarded_task(self, body: Any, what: str) -> None:  # helper-task mode
         """Run a ring task; if it dies, fail every waiter instead of hanging them."""
         try:
             await body()
@@ -417,7 +459,14 @@ class UringRing(Ring):
             await self._fail_all(err)
 
     async def _fail_all(self, err: UringError) -> None:
-        """Mark the ring broken and wake every waiter with ``err``.
+        """Mark the ring broken and wake every waiter with ``err``."""
+        batch = self._break(err)
+        if batch:
+            self._waiters.batch = batch
+            await _scheduler_wake(self._waiters, len(batch))
+
+    def _break(self, err: UringError) -> list[Any]:
+        """Mark the ring broken; returns every waiter, its trap result set to ``err``.
 
         Buffers of operations still in flight stay pinned: the kernel may write
         into them until the ring's teardown has drained it.
@@ -437,11 +486,10 @@ class UringRing(Ring):
         for task in self._waiters.pop_space(len(self._waiters.space)):
             task._trap_result = err
             batch.append(task)
-        if batch:
-            self._waiters.batch = batch
-            await _scheduler_wake(self._waiters, len(batch))
-        if self._drained is not None:
-            await self._drained.set()
+        for task in self._waiters.pop_drain():
+            task._trap_result = None
+            batch.append(task)
+        return batch
 
     async def _reaper(self) -> None:
         efd = self._efd
@@ -477,23 +525,77 @@ class UringRing(Ring):
         self._free.extend(slots)
         return batch
 
-    async def _reap(self) -> None:
+    def _collect(self) -> list[Any]:
+        """Drain the CQ; returns the tasks to wake, their trap results set.
+
+        Besides the operations' owners: tasks waiting for a slot, as many as
+        slots are free, and the closing task once nothing is in flight.
+        """
         r = self._r
         waiters = self._waiters
-        while r is not None:
+        batch: list[Any] = []
+        while True:
             n = lib.ur_reap(r, self._slot_buf, self._res_buf, self.cq_entries)
             if not n:
                 break
-            batch = self._complete(n)
-            if waiters.space and self._free:
-                for task in waiters.pop_space(len(self._free)):
-                    task._trap_result = None
-                    batch.append(task)
-            if batch:
-                waiters.batch = batch
-                await _scheduler_wake(waiters, len(batch))
-        if self._drained is not None and self._inflight + self._cancels_in_flight == 0:
-            await self._drained.set()
+            batch += self._complete(n)
+        if waiters.space and self._free:
+            for task in waiters.pop_space(len(self._free)):
+                task._trap_result = None
+                batch.append(task)
+        if waiters.drain and self._inflight + self._cancels_in_flight == 0:
+            for task in waiters.pop_drain():
+                task._trap_result = None
+                batch.append(task)
+        return batch
+
+    async def _reap(self) -> None:
+        if self._r is None:
+            return
+        batch = self._collect()
+        if batch:
+            waiters = self._waiters
+            waiters.batch = batch
+            await _scheduler_wake(waiters, len(batch))
+
+    def _select(self, sel: RingSelector, timeout: float | None) -> list[Any]:
+        """The kernel's wait while attached (see wait_selector): submit, maybe sleep, reap."""
+        r = self._r
+        try:
+            if timeout != 0 and not lib.ur_cq_ready(r):
+                # Nothing to run: sleep in the ring until a completion, the
+                # poll on the epoll fd, or curio's timeout.
+                if not r.poll_armed and lib.ur_arm_poll(r, sel.fileno()) < 0:
+                    self._submit_now()                      # SQ full: make room
+                    lib.ur_arm_poll(r, sel.fileno())
+                ns = -1 if timeout is None else int(timeout * 1e9) if timeout > 0 else 0
+                rc = lib.ur_wait(r, ns)
+                if rc < 0 and rc not in (-errno.ETIME, -errno.EINTR, -errno.EAGAIN, -errno.EBUSY):
+                    raise UringError(f"io_uring_enter (wait) failed: {os.strerror(-rc)}")
+                self._pending = r.pending
+            elif r.pending:
+                self._submit_now()
+            batch = self._collect()         # also notes whether the poll fired
+            if r.poll_armed and not r.poll_fired:
+                events = []         # the poll is in the kernel: epoll has nothing
+            else:
+                r.poll_fired = 0
+                events = sel.epoll_select(0)
+                if lib.ur_arm_poll(r, sel.fileno()) == 0:
+                    self._submit_now()
+        except Exception as exc:        # never take the kernel down: fail the ring's waiters
+            err = UringError(f"the ring's wait in the kernel's selector failed "
+                             f"({type(exc).__name__}: {exc}); the ring is closed and its "
+                             f"pending operations failed")
+            err.__cause__ = exc
+            log.error("%s", err, exc_info=exc)
+            sel.detach(self)
+            self._selector = None
+            batch = self._break(err)
+            events = sel.epoll_select(0)
+        if batch:
+            events += [completion_event(task) for task in batch]
+        return events
 
     def _reap_sync(self) -> None:
         n = lib.ur_reap(self._r, self._slot_buf, self._res_buf, self.cq_entries)
@@ -679,6 +781,7 @@ class UringRing(Ring):
             backend=self.backend, reason=self.reason, by_kind=rows,
             lat_hist=list(r.lat_hist), in_flight=self._inflight,
             enter_calls=r.enter_calls, sqes_submitted=r.sqes_submitted,
-            extra={"sq_entries": self.sq_entries, "cq_entries": self.cq_entries,
+            extra={"wait": self.wait_mode, "sq_entries": self.sq_entries,
+                   "cq_entries": self.cq_entries,
                    "cq_overflow": r.cq_overflow, "buffers": self.buffers.stats(),
                    "sync_fallback_ops": dict(self._fallback_ops)})
