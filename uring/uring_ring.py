@@ -31,6 +31,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import types
 from collections import deque
 from typing import Any, Awaitable, Sequence
 
@@ -46,7 +47,7 @@ from .errors import RingClosedError, UringError, check_rc, os_error
 from .ring import FileStat, Ring, buffer_view
 from .selectable import SelectableFd
 from .stats import summarize
-from .wait_selector import RingSelector, completion_event
+from .wait_selector import RingSelector, kernel_ready_queue
 
 log = logging.getLogger("uring")
 
@@ -111,6 +112,18 @@ def _pin_buffers(keep: Any, delta: int) -> None:
                 k._pin() if delta > 0 else k._unpin()
 
 
+@types.coroutine
+def _trap(request: tuple) -> Any:
+    """Yield one prepared curio trap and return its result (raised if an exception).
+
+    What ``curio.traps._scheduler_wait`` does, minus two frames per operation.
+    """
+    result = yield request
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
 class _Waiters(SchedBase):
     """Tasks sleeping on the ring: on an operation's slot, for a slot, or for the drain.
 
@@ -126,6 +139,8 @@ class _Waiters(SchedBase):
         self.space: deque[list[Any]] = deque()
         self.drain: list[list[Any]] = []
         self.batch: list[Any] = []
+        #: The trap an operation's task sleeps in (built once).
+        self.io_wait = ("trap_sched_wait", self, "IO_WAIT")
 
     def __len__(self) -> int:
         return len(self.batch)
@@ -212,6 +227,7 @@ class UringRing(Ring):
         self._res_buf = ffi.new("int32_t[]", self.cq_entries)
         self._tasks: list[Any] = []
         self._selector: RingSelector | None = None
+        self._ready: Any = None             # curio's ready queue, while attached
         self._fallback_ops: dict[str, int] = {}
 
         efd = lib.ur_eventfd()
@@ -257,11 +273,15 @@ class UringRing(Ring):
         await super().start()
         if self._tasks or self._selector is not None:
             return
-        sel = getattr(await _get_kernel(), "_selector", None)
-        if isinstance(sel, RingSelector) and lib.ur_can_wait(self._r) and sel.attach(self):
+        kernel = await _get_kernel()
+        sel = getattr(kernel, "_selector", None)
+        ready = kernel_ready_queue(kernel)
+        if (isinstance(sel, RingSelector) and ready is not None and lib.ur_can_wait(self._r)
+                and sel.attach(self)):
             # The kernel's select() submits, waits and reaps from now on: no
             # helper tasks, and no eventfd signal per completion.
             self._selector = sel
+            self._ready = ready
             self._flush_armed = True        # the end-of-pass flush is always due
             lib.ur_unregister_eventfd(self._r)
             return
@@ -295,6 +315,7 @@ class UringRing(Ring):
     def _detach(self) -> None:
         """Give the kernel's waits back to epoll and withdraw the poll on its fd."""
         sel, self._selector = self._selector, None
+        self._ready = None
         if sel is None:
             return
         sel.detach(self)
@@ -423,7 +444,7 @@ class UringRing(Ring):
                 await _scheduler_wake(self._flush_sched, 1)
         waiters.arming = slot
         try:
-            res = await _scheduler_wait(waiters, "IO_WAIT")
+            res = await _trap(waiters.io_wait)
         except BaseException:
             self._owners[slot] = None
             self._abandon(slot, ud)
@@ -561,6 +582,7 @@ class UringRing(Ring):
     def _select(self, sel: RingSelector, timeout: float | None) -> list[Any]:
         """The kernel's wait while attached (see wait_selector): submit, maybe sleep, reap."""
         r = self._r
+        ready = self._ready
         try:
             if timeout != 0 and not lib.ur_cq_ready(r):
                 # Nothing to run: sleep in the ring until a completion, the
@@ -590,11 +612,15 @@ class UringRing(Ring):
             err.__cause__ = exc
             log.error("%s", err, exc_info=exc)
             sel.detach(self)
-            self._selector = None
+            self._selector = self._ready = None
             batch = self._break(err)
             events = sel.epoll_select(0)
         if batch:
-            events += [completion_event(task) for task in batch]
+            # What curio's reschedule_task does, for the whole batch.
+            for task in batch:
+                task.state = "READY"
+                task.cancel_func = None
+            ready.extend(batch)
         return events
 
     def _reap_sync(self) -> None:

@@ -15,8 +15,8 @@ pass the kernel's ``select(timeout)`` call
    and wait in one syscall), bounded by curio's timeout; a one-shot poll on
    the selector's epoll fd, kept in the ring, ends the wait as soon as a
    socket, timerfd or curio's own wake-up socket is ready,
-3. reaps the completions and hands the finished tasks back to curio as ready
-   "events", so they run in the very next pass.
+3. reaps the completions and appends the finished tasks to curio's ready
+   queue, so they run in the very next pass.
 
 ``epoll_wait`` is only called when that poll has fired. Other rings in the same
 kernel (and rings under a plain ``curio.run``) keep the helper tasks.
@@ -24,33 +24,25 @@ kernel (and rings under a plain ``curio.run``) keep the helper tasks.
 from __future__ import annotations
 
 import selectors
+from collections import deque
 from typing import Any
 
 from .curio_compat import curio
 
-EVENT_READ = selectors.EVENT_READ
+def kernel_ready_queue(kernel: Any) -> deque | None:
+    """curio 1.6's ready queue, read from its kernel loop's closure; None if absent.
 
-
-class _Completion(int):
-    """The fileobj of the events that wake tasks whose operations completed.
-
-    An ``int`` (so curio treats it as a bare fd and calls ``unregister`` after
-    waking the task, instead of remembering it as the task's last I/O), and a
-    distinct object, so :meth:`RingSelector.unregister` can recognise it.
+    curio keeps the queue in a local of ``Kernel._make_kernel_runtime``; the
+    loop function (``kernel._runner``) closes over it. Appending a task there
+    (with the state ``reschedule_task`` sets) is how curio itself wakes one.
     """
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "<uring completion>"
-
-
-COMPLETION = _Completion(-1)
-
-
-def completion_event(task: Any) -> tuple[selectors.SelectorKey, int]:
-    """The (key, mask) pair that makes curio reschedule ``task``."""
-    return selectors.SelectorKey(COMPLETION, -1, EVENT_READ, (task, None)), EVENT_READ
+    fn = getattr(kernel, "_runner", None)
+    try:
+        cells = dict(zip(fn.__code__.co_freevars, fn.__closure__))
+        ready = cells["ready"].cell_contents
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+    return ready if isinstance(ready, deque) else None
 
 
 class RingSelector(selectors.EpollSelector):
@@ -92,10 +84,6 @@ class RingSelector(selectors.EpollSelector):
         """The plain epoll wait, for the attached ring."""
         return super().select(timeout)
 
-    def unregister(self, fileobj: Any) -> Any:
-        if fileobj is COMPLETION:
-            return None             # curio's clean-up after a completion event
-        return super().unregister(fileobj)
 
 
 def run(corofunc: Any, *args: Any, **kernel_kwargs: Any) -> Any:
