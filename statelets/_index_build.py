@@ -53,6 +53,8 @@ int64_t kx_encode(uintptr_t keys_list, uintptr_t vals_list, size_t i0, size_t n,
                   char *out, size_t cap, uint64_t base,
                   uint32_t *rlens, uint32_t *offs, uint32_t *klens, uint64_t *seqs_out,
                   uintptr_t key_blob, uint64_t key_room, uint64_t *used);
+int64_t kx_refresh_cached(uintptr_t cache, uintptr_t keys_list, uintptr_t vals_list, size_t n,
+                          int64_t *delta);
 """
 
 SOURCE = r"""
@@ -572,6 +574,114 @@ int64_t kx_encode(uintptr_t keys_list, uintptr_t vals_list, size_t i0, size_t n,
     PyByteArray_Resize(blob, blob0 + (Py_ssize_t)(kb - kb0));
     PyGILState_Release(gil);
     return (int64_t)j;
+}
+
+/* A read cache (a dict, or an OrderedDict whose order must stay) takes a
+   batch's new values: each keys[i] it holds now maps to vals[i], later pairs
+   winning. Only present keys are replaced, through the dict layer: no resize,
+   so an OrderedDict's node table stays valid and its order unchanged. One
+   lookup per key (the store uses this where the cache holds the whole data
+   set, so each lookup is a cache miss; the key objects are prefetched).
+   *delta gets the change in cached value bytes. Returns the number of keys
+   replaced, or -1 if keys/vals are not lists of bytes of length >= n (or a
+   dict operation fails: then nothing is reported and the error is cleared). */
+/* Prefetching a dict lookup needs the layout of its keys table, private to
+   CPython: the same in 3.11, 3.12 and 3.13 with the GIL (Include/internal/
+   pycore_dict.h). Elsewhere the lookups run without prefetch. */
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED)
+#define KX_DICT_PREFETCH 1
+typedef struct {
+    Py_ssize_t dk_refcnt;
+    uint8_t dk_log2_size;
+    uint8_t dk_log2_index_bytes;
+    uint8_t dk_kind;
+    uint32_t dk_version;
+    Py_ssize_t dk_usable;
+    Py_ssize_t dk_nentries;
+    char dk_indices[];
+} kx_dictkeys;
+typedef struct { Py_hash_t me_hash; PyObject *me_key; PyObject *me_value; } kx_dictentry;
+
+/* The first index slot a lookup of `hash` reads (or NULL where unsure). */
+static inline const char *kx_dict_slot(const kx_dictkeys *dk, Py_hash_t hash) {
+    size_t mask = ((size_t)1 << dk->dk_log2_size) - 1;
+    unsigned w = dk->dk_log2_index_bytes - dk->dk_log2_size;   /* log2 of the index width */
+    return dk->dk_indices + (((size_t)hash & mask) << w);
+}
+static inline Py_ssize_t kx_dict_ix(const kx_dictkeys *dk, const char *slot) {
+    switch (dk->dk_log2_index_bytes - dk->dk_log2_size) {
+    case 0: return *(const int8_t *)slot;
+    case 1: return *(const int16_t *)slot;
+    case 2: return *(const int32_t *)slot;
+    default: return *(const int64_t *)slot;
+    }
+}
+#endif
+
+int64_t kx_refresh_cached(uintptr_t cache, uintptr_t keys_list, uintptr_t vals_list, size_t n,
+                          int64_t *delta) {
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyObject *d = (PyObject *)cache, *keys = (PyObject *)keys_list, *vals = (PyObject *)vals_list;
+    int64_t hits = 0, dl = 0;
+    if (!PyDict_Check(d) || !PyList_Check(keys) || !PyList_Check(vals)
+            || (size_t)PyList_GET_SIZE(keys) < n || (size_t)PyList_GET_SIZE(vals) < n) {
+        PyGILState_Release(gil);
+        return -1;
+    }
+#ifdef KX_DICT_PREFETCH
+    /* Three stages ahead of the lookup: the key object (its cached hash), the
+       index slot, the entry. The table stays put: only present keys are set. */
+    const kx_dictkeys *dk = (const kx_dictkeys *)((PyDictObject *)d)->ma_keys;
+    int pf = dk->dk_kind == 0 /* general keys */ && dk->dk_log2_index_bytes >= dk->dk_log2_size
+             && dk->dk_log2_index_bytes - dk->dk_log2_size <= 3;
+    const kx_dictentry *entries = pf ? (const kx_dictentry *)(
+        dk->dk_indices + ((size_t)1 << dk->dk_log2_index_bytes)) : NULL;
+    const char *slots[16];
+#endif
+    for (size_t i = 0; i < n; i++) {
+#ifdef KX_DICT_PREFETCH
+        if (pf) {
+            if (i + 16 < n) __builtin_prefetch(PyList_GET_ITEM(keys, (Py_ssize_t)(i + 16)));
+            if (i == 0) {                          /* prime the pipeline */
+                for (size_t j = 0; j < 8 && j < n; j++) {
+                    PyObject *kj = PyList_GET_ITEM(keys, (Py_ssize_t)j);
+                    Py_hash_t h = PyBytes_CheckExact(kj) ? PyObject_Hash(kj) : -1;
+                    slots[j & 15] = h == -1 ? NULL : kx_dict_slot(dk, h);
+                    if (slots[j & 15]) __builtin_prefetch(slots[j & 15]);
+                }
+            }
+            if (i + 8 < n) {
+                PyObject *kj = PyList_GET_ITEM(keys, (Py_ssize_t)(i + 8));
+                Py_hash_t h = PyBytes_CheckExact(kj) ? PyObject_Hash(kj) : -1;
+                if (h == -1) PyErr_Clear();
+                const char *sl = h == -1 ? NULL : kx_dict_slot(dk, h);
+                slots[(i + 8) & 15] = sl;
+                if (sl) __builtin_prefetch(sl);
+            }
+            if (i + 4 < n && slots[(i + 4) & 15]) {
+                Py_ssize_t ix = kx_dict_ix(dk, slots[(i + 4) & 15]);
+                if (ix >= 0 && ix < dk->dk_nentries) __builtin_prefetch(&entries[ix]);
+            }
+        }
+#else
+        if (i + 8 < n) __builtin_prefetch(PyList_GET_ITEM(keys, (Py_ssize_t)(i + 8)));
+#endif
+        PyObject *k = PyList_GET_ITEM(keys, (Py_ssize_t)i);
+        PyObject *v = PyList_GET_ITEM(vals, (Py_ssize_t)i);
+        PyObject *old = PyDict_GetItemWithError(d, k);          /* borrowed */
+        if (old == NULL) {
+            if (PyErr_Occurred()) { PyErr_Clear(); hits = -1; break; }
+            continue;
+        }
+        if (!PyBytes_Check(old) || !PyBytes_Check(v)) { hits = -1; break; }
+        Py_ssize_t ol = PyBytes_GET_SIZE(old);
+        if (PyDict_SetItem(d, k, v) < 0) { PyErr_Clear(); hits = -1; break; }
+        dl += (int64_t)PyBytes_GET_SIZE(v) - (int64_t)ol;
+        hits++;
+    }
+    *delta = dl;
+    PyGILState_Release(gil);
+    return hits;
 }
 """
 

@@ -22,8 +22,6 @@ import os
 import time
 from array import array
 from collections import OrderedDict
-from itertools import compress, repeat
-from operator import is_not
 from typing import Any, Callable, Sequence
 
 import attrs
@@ -33,6 +31,7 @@ from uring.curio_compat import curio
 
 from . import record, segment as seg
 from .keyindex import MASK32 as _MASK32, RID_ORD as _RID_ORD, RID_SEG as _RID_SEG
+from .cache_refresh import refresh_cached
 from .keyindex import new_index, rids as _rids
 from .errors import CorruptionError, StateletError, StoreFailed
 from .snapshot import Manifest, fsync_dir, list_epochs, read_manifest, write_file_durably
@@ -702,28 +701,9 @@ class Store:
                 await self._flush()
 
     def _recache(self, keys: list[bytes], values: list[bytes]) -> None:
-        """Cached keys among ``keys`` stay cached, holding their new value (later pairs win).
-
-        One random pass over the cache finds them (a store-sized cache costs a
-        cache miss per key, so the passes are what this is about); the update
-        then touches the entries that pass brought in.
-        """
-        cache = self._cache
-        if not cache:
-            return
-        olds = list(map(cache.get, keys))
-        n_cold = olds.count(None)
-        if n_cold == len(olds):
-            return
-        if n_cold:
-            hot = list(map(is_not, olds, repeat(None)))
-            keys, values, olds = (list(compress(keys, hot)), list(compress(values, hot)),
-                                  list(compress(olds, hot)))
-        newest = dict(zip(keys, values))                # later pairs win
-        if len(newest) != len(keys):                    # a key repeats: count it once
-            olds = list(dict(zip(keys, olds)).values())
-        cache.update(newest)                            # in place: no reordering
-        self._cache_bytes += sum(map(len, newest.values())) - sum(map(len, olds))
+        """Cached keys among ``keys`` stay cached, holding their new value (later pairs win)."""
+        if self._cache:
+            self._cache_bytes += refresh_cached(self._cache, keys, values)
 
     async def delete(self, key: bytes) -> None:
         """Remove ``key`` (a no-op if absent)."""
