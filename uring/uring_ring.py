@@ -62,6 +62,8 @@ CANCEL_HEADROOM = 16
 _FREE = -1
 #: ``_Waiters.arming`` for a task waiting until nothing is in flight (close).
 _DRAIN = -2
+#: Longest sleep in the ring while the poll on the epoll fd could not be armed.
+_BLIND_WAIT_NS = 1_000_000
 
 
 class _Borrowed:
@@ -591,6 +593,8 @@ class UringRing(Ring):
                     self._submit_now()                      # SQ full: make room
                     lib.ur_arm_poll(r, sel.fileno())
                 ns = -1 if timeout is None else int(timeout * 1e9) if timeout > 0 else 0
+                if not r.poll_armed:            # no poll (cannot happen): never sleep blind
+                    ns = _BLIND_WAIT_NS if ns < 0 else min(ns, _BLIND_WAIT_NS)
                 rc = lib.ur_wait(r, ns)
                 if rc < 0 and rc not in (-errno.ETIME, -errno.EINTR, -errno.EAGAIN, -errno.EBUSY):
                     raise UringError(f"io_uring_enter (wait) failed: {os.strerror(-rc)}")
