@@ -208,3 +208,41 @@ def test_a_failing_wait_fails_the_rings_operations_not_the_kernel(monkeypatch, d
         assert uring.run(main) < 1.0
     finally:
         os.close(fd)
+
+
+def test_a_cancelled_task_does_not_disown_the_next_operation_in_its_slot(mode):
+    """A task cancelled mid-operation runs its clean-up later: by then its slot
+    may have completed and been taken by another task, whose operation must
+    still wake it (it once cleared the new owner, and that task hung)."""
+    r, w = os.pipe()
+
+    async def main():
+        async with Ring(backend="io_uring") as ring:
+            buf = bytearray(16)
+            async def a_body():
+                return await ring.read(r, buf, 0, name="pipe")
+            a = await curio.spawn(a_body)
+            for _ in range(3):
+                await curio.sleep(0)              # a's read is in flight, on an empty pipe
+            slot_a = ring._owners.index(a)
+
+            async def b_body():
+                return await ring.nop()
+            # b is ready before a's cancellation: the next pass reaps a's
+            # cancelled read (freeing its slot), runs b (which takes that slot,
+            # the last freed), and only then runs a's clean-up.
+            b = await curio.spawn(b_body)
+            await a.cancel(blocking=False)
+            async with curio.timeout_after(5):
+                got = await b.join()
+            with pytest.raises(curio.TaskError):
+                await a.join()              # it was cancelled
+            assert a.cancelled
+            return slot_a, got, ring.in_flight
+    try:
+        slot_a, got, left = run_mode(mode, main)
+    finally:
+        os.close(r)
+        os.close(w)
+    assert got == 0
+    assert left == 0

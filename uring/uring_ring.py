@@ -448,8 +448,11 @@ class UringRing(Ring):
         try:
             res = await _trap(waiters.io_wait)
         except BaseException:
-            self._owners[slot] = None
-            self._abandon(slot, ud)
+            # Cancelled: by now the slot may have completed and been taken by
+            # another task's operation; only an operation still ours is given up.
+            if self._ud_of[slot] == ud:
+                self._owners[slot] = None
+                self._abandon(slot, ud)
             raise
         if res < 0:
             raise os_error(-res, op.KIND[opcode], name)
