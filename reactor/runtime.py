@@ -161,8 +161,9 @@ class Reactor:
         return result
 
     async def _bootstrap(self, main: Callable[..., Any], args: tuple) -> Any:
-        # Internal tasks (ring reaper/flusher, timers, dispatcher) run in the
-        # high-share "reactor" queue; user code starts in "default".
+        # Internal tasks (timers, dispatcher; the ring has none while it is the
+        # kernel's wait) run in the high-share "reactor" queue; user code
+        # starts in "default".
         s = self.scheduler
         me = await curio.current_task()
         me._tq.tasks -= 1
