@@ -185,7 +185,7 @@ class _FailingWait:
         return getattr(self._real, name)
 
     @staticmethod
-    def ur_wait(r, timeout_ns):
+    def ur_select(r, block, timeout_ns, epfd, slots, res, max_, epoll_ready):
         return -errno.EIO
 
 

@@ -75,6 +75,8 @@ int ur_wait(struct ur_ring *r, int64_t timeout_ns);
 int ur_arm_poll(struct ur_ring *r, int fd);
 int ur_cancel_poll(struct ur_ring *r);
 int ur_can_wait(struct ur_ring *r);
+int ur_select(struct ur_ring *r, int block, int64_t timeout_ns, int epfd,
+              uint32_t *slots, int32_t *res, unsigned max, int *epoll_ready);
 int ur_unregister_eventfd(struct ur_ring *r);
 int ur_reap(struct ur_ring *r, uint32_t *slots, int32_t *res, unsigned max);
 unsigned ur_cq_ready(struct ur_ring *r);
@@ -511,6 +513,34 @@ int ur_reap(struct ur_ring *r, uint32_t *slots, int32_t *res, unsigned max) {
     r->cqes_reaped += n;
     r->cq_overflow = __atomic_load_n(r->cq_koverflow, __ATOMIC_RELAXED);
     return (int)n;
+}
+
+/* One select() of a ring attached to a kernel's selector (wait_selector.py),
+   in one call: submit what is prepared; if `block` and no completion is
+   waiting, sleep in the ring (the poll on epfd armed first: it ends the sleep
+   when any fd of the selector is ready; without it the sleep is capped at
+   1 ms) for at most timeout_ns (< 0: no limit); then reap up to `max`
+   completions into slots/res. *epoll_ready says whether epoll may have events
+   (the poll fired, or is not armed): the caller then polls epoll and re-arms.
+   Returns the number reaped, or -errno if io_uring_enter failed. */
+int ur_select(struct ur_ring *r, int block, int64_t timeout_ns, int epfd,
+              uint32_t *slots, int32_t *res, unsigned max, int *epoll_ready) {
+    int rc = 0;
+    if (block && ur_cq_ready(r) == 0) {
+        if (!r->poll_armed && ur_arm_poll(r, epfd) < 0) {
+            ur_submit(r, 0);                   /* SQ full: make room */
+            ur_arm_poll(r, epfd);
+        }
+        if (!r->poll_armed && (timeout_ns < 0 || timeout_ns > 1000000)) timeout_ns = 1000000;
+        rc = ur_wait(r, timeout_ns);
+    } else if (r->pending) {
+        rc = ur_submit(r, 0);
+    }
+    if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) return rc;
+    int n = ur_reap(r, slots, res, max);
+    *epoll_ready = !r->poll_armed || r->poll_fired;
+    r->poll_fired = 0;
+    return n;
 }
 
 int ur_register_eventfd(struct ur_ring *r, int efd) {

@@ -62,8 +62,6 @@ CANCEL_HEADROOM = 16
 _FREE = -1
 #: ``_Waiters.arming`` for a task waiting until nothing is in flight (close).
 _DRAIN = -2
-#: Longest sleep in the ring while the poll on the epoll fd could not be armed.
-_BLIND_WAIT_NS = 1_000_000
 
 
 class _Borrowed:
@@ -230,6 +228,8 @@ class UringRing(Ring):
         self._tasks: list[Any] = []
         self._selector: RingSelector | None = None
         self._ready: Any = None             # curio's ready queue, while attached
+        self._epfd = -1                     # the attached selector's epoll fd
+        self._epoll_ready = ffi.new("int *")
         self._fallback_ops: dict[str, int] = {}
 
         efd = lib.ur_eventfd()
@@ -284,6 +284,7 @@ class UringRing(Ring):
             # helper tasks, and no eventfd signal per completion.
             self._selector = sel
             self._ready = ready
+            self._epfd = sel.fileno()
             self._flush_armed = True        # the end-of-pass flush is always due
             lib.ur_unregister_eventfd(self._r)
             return
@@ -551,20 +552,24 @@ class UringRing(Ring):
         self._free.extend(slots)
         return batch
 
-    def _collect(self) -> list[Any]:
+    def _collect(self, n: int = -1) -> list[Any]:
         """Drain the CQ; returns the tasks to wake, their trap results set.
 
-        Besides the operations' owners: tasks waiting for a slot, as many as
-        slots are free, and the closing task once nothing is in flight.
+        ``n``: completions already reaped into the result arrays (then the CQ
+        is not read again). Besides the operations' owners: tasks waiting for
+        a slot, as many as slots are free, and the closing task once nothing
+        is in flight.
         """
-        r = self._r
         waiters = self._waiters
-        batch: list[Any] = []
-        while True:
-            n = lib.ur_reap(r, self._slot_buf, self._res_buf, self.cq_entries)
-            if not n:
-                break
-            batch += self._complete(n)
+        if n >= 0:
+            batch = self._complete(n) if n else []
+        else:
+            batch = []
+            while True:
+                n = lib.ur_reap(self._r, self._slot_buf, self._res_buf, self.cq_entries)
+                if not n:
+                    break
+                batch += self._complete(n)
         if waiters.space and self._free:
             for task in waiters.pop_space(len(self._free)):
                 task._trap_result = None
@@ -589,29 +594,20 @@ class UringRing(Ring):
         r = self._r
         ready = self._ready
         try:
-            if timeout != 0 and not lib.ur_cq_ready(r):
-                # Nothing to run: sleep in the ring until a completion, the
-                # poll on the epoll fd, or curio's timeout.
-                if not r.poll_armed and lib.ur_arm_poll(r, sel.fileno()) < 0:
-                    self._submit_now()                      # SQ full: make room
-                    lib.ur_arm_poll(r, sel.fileno())
-                ns = -1 if timeout is None else int(timeout * 1e9) if timeout > 0 else 0
-                if not r.poll_armed:            # no poll (cannot happen): never sleep blind
-                    ns = _BLIND_WAIT_NS if ns < 0 else min(ns, _BLIND_WAIT_NS)
-                rc = lib.ur_wait(r, ns)
-                if rc < 0 and rc not in (-errno.ETIME, -errno.EINTR, -errno.EAGAIN, -errno.EBUSY):
-                    raise UringError(f"io_uring_enter (wait) failed: {os.strerror(-rc)}")
-                self._pending = r.pending
-            elif r.pending:
-                self._submit_now()
-            batch = self._collect()         # also notes whether the poll fired
-            if r.poll_armed and not r.poll_fired:
-                events = []         # the poll is in the kernel: epoll has nothing
-            else:
-                r.poll_fired = 0
+            # One C call: submit; when nothing is ready, sleep in the ring until
+            # a completion, the poll on the epoll fd, or curio's timeout; reap.
+            ns = -1 if timeout is None else int(timeout * 1e9) if timeout > 0 else 0
+            n = lib.ur_select(r, timeout != 0, ns, self._epfd, self._slot_buf, self._res_buf,
+                              self.cq_entries, self._epoll_ready)
+            if n < 0:
+                raise UringError(f"io_uring_enter (wait) failed: {os.strerror(-n)}")
+            self._pending = r.pending
+            batch = self._collect(n)
+            if self._epoll_ready[0]:
                 events = sel.epoll_select(0)
-                if lib.ur_arm_poll(r, sel.fileno()) == 0:
-                    self._submit_now()
+                lib.ur_arm_poll(r, self._epfd)      # submitted by the next select
+            else:
+                events = []         # the poll is in the kernel: epoll has nothing
         except Exception as exc:        # never take the kernel down: fail the ring's waiters
             err = UringError(f"the ring's wait in the kernel's selector failed "
                              f"({type(exc).__name__}: {exc}); the ring is closed and its "
