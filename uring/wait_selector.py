@@ -29,6 +29,7 @@ from typing import Any
 
 from .curio_compat import curio
 
+
 def kernel_ready_queue(kernel: Any) -> deque | None:
     """curio 1.6's ready queue, read from its kernel loop's closure; None if absent.
 
