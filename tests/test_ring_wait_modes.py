@@ -246,3 +246,21 @@ def test_a_cancelled_task_does_not_disown_the_next_operation_in_its_slot(mode):
         os.close(w)
     assert got == 0
     assert left == 0
+
+
+def test_the_reactor_runtime_runs_its_ring_as_the_kernels_wait(data_dir):
+    import reactor
+    from reactor.runtime import current_reactor
+
+    async def main():
+        ring = current_reactor().ring
+        f = await DmaFile.open(data_dir / "f", "w+", ring=ring)
+        await f.write_at(b"r" * 4096, 0)
+        got = await f.read_at(0, 3)
+        await f.close()
+        t0 = time.monotonic()
+        await curio.sleep(0.02)               # timers still wake the kernel
+        return ring.wait_mode, got, time.monotonic() - t0
+    mode, got, slept = reactor.run(main)
+    assert (mode, got) == ("selector", b"rrr")
+    assert slept < 1.0
