@@ -185,7 +185,7 @@ class _FailingWait:
         return getattr(self._real, name)
 
     @staticmethod
-    def ur_select(r, block, timeout_ns, epfd, slots, res, max_, epoll_ready):
+    def ur_select(r, block, timeout_ns, spin_ns, epfd, slots, res, max_, epoll_ready):
         return -errno.EIO
 
 
@@ -264,3 +264,41 @@ def test_the_reactor_runtime_runs_its_ring_as_the_kernels_wait(data_dir):
     mode, got, slept = reactor.run(main)
     assert (mode, got) == ("selector", b"rrr")
     assert slept < 1.0
+
+
+def test_spinning_before_sleeping_never_delays_timers_or_sockets():
+    """With operations in flight the kernel watches the CQ before sleeping;
+    a timer due sooner, or a socket becoming ready, still ends the wait."""
+    r, w = os.pipe()
+    a, b = socket.socketpair()
+    a.setblocking(False)
+
+    async def main():
+        async with Ring(backend="io_uring", spin_us=1_000_000) as ring:   # 1 s of spin
+            stuck = await curio.spawn(ring.read, r, bytearray(8), 0)      # never completes
+            await curio.sleep(0)
+            assert ring.in_flight == 1
+            t0 = time.monotonic()
+            await curio.sleep(0.05)
+            slept = time.monotonic() - t0
+            threading.Timer(0.05, b.send, args=(b"x",)).start()
+            t0 = time.monotonic()
+            got = await curio.io.Socket(a).recv(1)
+            socket_wait = time.monotonic() - t0
+            await stuck.cancel()
+            return slept, got, socket_wait
+    try:
+        slept, got, socket_wait = uring.run(main)
+    finally:
+        for fd in (r, w):
+            os.close(fd)
+        a.close()
+        b.close()
+    assert 0.04 <= slept < 0.5
+    assert got == b"x" and socket_wait < 0.5
+
+
+@pytest.mark.parametrize("bad", [-1, 1_000_001, 1.5, True, "10"])
+def test_spin_us_must_be_a_sane_int(bad):
+    with pytest.raises(ValueError, match="spin_us"):
+        Ring(backend="io_uring", spin_us=bad)

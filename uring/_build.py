@@ -75,7 +75,7 @@ int ur_wait(struct ur_ring *r, int64_t timeout_ns);
 int ur_arm_poll(struct ur_ring *r, int fd);
 int ur_cancel_poll(struct ur_ring *r);
 int ur_can_wait(struct ur_ring *r);
-int ur_select(struct ur_ring *r, int block, int64_t timeout_ns, int epfd,
+int ur_select(struct ur_ring *r, int block, int64_t timeout_ns, int64_t spin_ns, int epfd,
               uint32_t *slots, int32_t *res, unsigned max, int *epoll_ready);
 int ur_unregister_eventfd(struct ur_ring *r);
 int ur_reap(struct ur_ring *r, uint32_t *slots, int32_t *res, unsigned max);
@@ -522,8 +522,12 @@ int ur_reap(struct ur_ring *r, uint32_t *slots, int32_t *res, unsigned max) {
    1 ms) for at most timeout_ns (< 0: no limit); then reap up to `max`
    completions into slots/res. *epoll_ready says whether epoll may have events
    (the poll fired, or is not armed): the caller then polls epoll and re-arms.
+   spin_ns > 0: before sleeping, submit and watch the CQ that long (capped by
+   the timeout): a completion due within microseconds is then seen without
+   the sleep and wake-up, which cost ~25 us on a VM. The caller passes 0 when
+   nothing is in flight.
    Returns the number reaped, or -errno if io_uring_enter failed. */
-int ur_select(struct ur_ring *r, int block, int64_t timeout_ns, int epfd,
+int ur_select(struct ur_ring *r, int block, int64_t timeout_ns, int64_t spin_ns, int epfd,
               uint32_t *slots, int32_t *res, unsigned max, int *epoll_ready) {
     int rc = 0;
     if (block && ur_cq_ready(r) == 0) {
@@ -532,7 +536,18 @@ int ur_select(struct ur_ring *r, int block, int64_t timeout_ns, int epfd,
             ur_arm_poll(r, epfd);
         }
         if (!r->poll_armed && (timeout_ns < 0 || timeout_ns > 1000000)) timeout_ns = 1000000;
-        rc = ur_wait(r, timeout_ns);
+        if (spin_ns > 0 && timeout_ns != 0) {
+            if (timeout_ns > 0 && spin_ns > timeout_ns) spin_ns = timeout_ns;
+            if (r->pending) rc = ur_submit(r, 0);
+            uint64_t t0 = now_ns(), t = t0;
+            while (ur_cq_ready(r) == 0 && (t = now_ns()) - t0 < (uint64_t)spin_ns) {
+#if defined(__x86_64__) || defined(__i386__)
+                __builtin_ia32_pause();
+#endif
+            }
+            if (timeout_ns > 0) timeout_ns = timeout_ns > (int64_t)(t - t0) ? timeout_ns - (int64_t)(t - t0) : 0;
+        }
+        if (ur_cq_ready(r) == 0 && (rc >= 0 || rc == -EAGAIN || rc == -EBUSY)) rc = ur_wait(r, timeout_ns);
     } else if (r->pending) {
         rc = ur_submit(r, 0);
     }

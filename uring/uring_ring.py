@@ -185,8 +185,9 @@ class UringRing(Ring):
 
     def __init__(self, entries: int = 256, *, backend: str | None = None,
                  fixed_buffers: bool = True, fixed_bytes: int = 8 << 20,
-                 flush_threshold: int = 8) -> None:
-        super().__init__(entries, backend=backend)
+                 flush_threshold: int = 8, spin_us: int = 100) -> None:
+        super().__init__(entries, backend=backend, spin_us=spin_us)
+        self._spin_ns = spin_us * 1000
         if lib is None:
             raise UringError(_backend.backend_info().reason)
         self.reason = _backend.backend_info().reason
@@ -597,8 +598,9 @@ class UringRing(Ring):
             # One C call: submit; when nothing is ready, sleep in the ring until
             # a completion, the poll on the epoll fd, or curio's timeout; reap.
             ns = -1 if timeout is None else int(timeout * 1e9) if timeout > 0 else 0
-            n = lib.ur_select(r, timeout != 0, ns, self._epfd, self._slot_buf, self._res_buf,
-                              self.cq_entries, self._epoll_ready)
+            spin = self._spin_ns if len(self._free) < self._max_slots else 0
+            n = lib.ur_select(r, timeout != 0, ns, spin, self._epfd, self._slot_buf,
+                              self._res_buf, self.cq_entries, self._epoll_ready)
             if n < 0:
                 raise UringError(f"io_uring_enter (wait) failed: {os.strerror(-n)}")
             self._pending = r.pending
