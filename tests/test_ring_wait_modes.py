@@ -93,6 +93,18 @@ def test_cancelling_operations_in_flight_leaks_nothing(mode, data_dir):
     assert buffers["outstanding"] == 0
 
 
+async def _sleep_and_socket_waits(a: socket.socket, b: socket.socket, payload: bytes):
+    """(seconds a 50 ms curio.sleep took, what ``a`` received, seconds it waited
+    for a send on ``b`` made 50 ms later from a thread)."""
+    t0 = time.monotonic()
+    await curio.sleep(0.05)
+    slept = time.monotonic() - t0
+    threading.Timer(0.05, b.send, args=(payload,)).start()
+    t0 = time.monotonic()
+    got = await curio.io.Socket(a).recv(len(payload))
+    return slept, got, time.monotonic() - t0
+
+
 def test_sockets_sleeps_and_thread_wakeups_keep_working_while_the_ring_waits():
     """Nothing is in flight: the kernel sleeps in io_uring_enter, and the poll on
     its epoll fd must end that sleep for a socket, a sleep or a thread."""
@@ -102,14 +114,7 @@ def test_sockets_sleeps_and_thread_wakeups_keep_working_while_the_ring_waits():
     async def main():
         async with Ring(backend="io_uring") as ring:
             assert ring.wait_mode == "selector"
-            t0 = time.monotonic()
-            await curio.sleep(0.05)
-            slept = time.monotonic() - t0
-
-            threading.Timer(0.05, b.send, args=(b"ping",)).start()
-            t0 = time.monotonic()
-            got = await curio.io.Socket(a).recv(10)
-            socket_wait = time.monotonic() - t0
+            slept, got, socket_wait = await _sleep_and_socket_waits(a, b, b"ping")
 
             t0 = time.monotonic()
             await curio.run_in_thread(time.sleep, 0.05)
@@ -278,13 +283,7 @@ def test_spinning_before_sleeping_never_delays_timers_or_sockets():
             stuck = await curio.spawn(ring.read, r, bytearray(8), 0)      # never completes
             await curio.sleep(0)
             assert ring.in_flight == 1
-            t0 = time.monotonic()
-            await curio.sleep(0.05)
-            slept = time.monotonic() - t0
-            threading.Timer(0.05, b.send, args=(b"x",)).start()
-            t0 = time.monotonic()
-            got = await curio.io.Socket(a).recv(1)
-            socket_wait = time.monotonic() - t0
+            slept, got, socket_wait = await _sleep_and_socket_waits(a, b, b"x")
             await stuck.cancel()
             return slept, got, socket_wait
     try:

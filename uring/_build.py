@@ -71,7 +71,6 @@ int ur_prep_batch(struct ur_ring *r, unsigned n, const uint8_t *ops, const int32
                   const uint64_t *addrs, const uint32_t *lens, const uint64_t *offs,
                   const uint64_t *user_data);
 int ur_submit(struct ur_ring *r, unsigned min_complete);
-int ur_wait(struct ur_ring *r, int64_t timeout_ns);
 int ur_arm_poll(struct ur_ring *r, int fd);
 int ur_cancel_poll(struct ur_ring *r);
 int ur_can_wait(struct ur_ring *r);
@@ -407,7 +406,7 @@ int ur_submit(struct ur_ring *r, unsigned min_complete) {
 /* Submit what is prepared and wait for at least one completion, at most
    timeout_ns (< 0: no limit). One io_uring_enter; -ETIME and -EINTR are
    ordinary outcomes (the caller reaps whatever arrived). */
-int ur_wait(struct ur_ring *r, int64_t timeout_ns) {
+static int ur_wait(struct ur_ring *r, int64_t timeout_ns) {
     unsigned n = r->pending;
     if (n) __atomic_store_n(r->sq_ktail, r->sq_tail, __ATOMIC_RELEASE);
     unsigned flags = IORING_ENTER_GETEVENTS;

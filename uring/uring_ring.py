@@ -187,7 +187,6 @@ class UringRing(Ring):
                  fixed_buffers: bool = True, fixed_bytes: int = 8 << 20,
                  flush_threshold: int = 8, spin_us: int = 100) -> None:
         super().__init__(entries, backend=backend, spin_us=spin_us)
-        self._spin_ns = spin_us * 1000
         if lib is None:
             raise UringError(_backend.backend_info().reason)
         self.reason = _backend.backend_info().reason
@@ -553,24 +552,16 @@ class UringRing(Ring):
         self._free.extend(slots)
         return batch
 
-    def _collect(self, n: int = -1) -> list[Any]:
-        """Drain the CQ; returns the tasks to wake, their trap results set.
+    def _collect(self, n: int) -> list[Any]:
+        """The tasks to wake after ``n`` completions were reaped into the result
+        arrays, their trap results set.
 
-        ``n``: completions already reaped into the result arrays (then the CQ
-        is not read again). Besides the operations' owners: tasks waiting for
-        a slot, as many as slots are free, and the closing task once nothing
-        is in flight.
+        Besides the operations' owners: tasks waiting for a slot, as many as
+        slots are free, and the closing task once nothing is in flight. (One
+        reap drains the CQ: it holds at most ``cq_entries``.)
         """
         waiters = self._waiters
-        if n >= 0:
-            batch = self._complete(n) if n else []
-        else:
-            batch = []
-            while True:
-                n = lib.ur_reap(self._r, self._slot_buf, self._res_buf, self.cq_entries)
-                if not n:
-                    break
-                batch += self._complete(n)
+        batch = self._complete(n) if n else []
         if waiters.space and self._free:
             for task in waiters.pop_space(len(self._free)):
                 task._trap_result = None
@@ -584,7 +575,8 @@ class UringRing(Ring):
     async def _reap(self) -> None:
         if self._r is None:
             return
-        batch = self._collect()
+        batch = self._collect(lib.ur_reap(self._r, self._slot_buf, self._res_buf,
+                                          self.cq_entries))
         if batch:
             waiters = self._waiters
             waiters.batch = batch
@@ -598,7 +590,7 @@ class UringRing(Ring):
             # One C call: submit; when nothing is ready, sleep in the ring until
             # a completion, the poll on the epoll fd, or curio's timeout; reap.
             ns = -1 if timeout is None else int(timeout * 1e9) if timeout > 0 else 0
-            spin = self._spin_ns if len(self._free) < self._max_slots else 0
+            spin = self.spin_us * 1000 if len(self._free) < self._max_slots else 0
             n = lib.ur_select(r, timeout != 0, ns, spin, self._epfd, self._slot_buf,
                               self._res_buf, self.cq_entries, self._epoll_ready)
             if n < 0:
