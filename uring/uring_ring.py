@@ -112,6 +112,10 @@ def _pin_buffers(keep: Any, delta: int) -> None:
                 k._pin() if delta > 0 else k._unpin()
 
 
+def _closed_prep(*args: Any) -> int:
+    raise RingClosedError("the ring is closed")
+
+
 @types.coroutine
 def _trap(request: tuple) -> Any:
     """Yield one prepared curio trap and return its result (raised if an exception).
@@ -214,7 +218,7 @@ class UringRing(Ring):
         self._keep: list[Any] = [None] * n
         self._ud_of = [_FREE] * n
         self._seq = 0
-        self._prep = lib.ur_prep
+        self._prep = self._bind_prep()
         self._abandoned = [False] * n
         self._removers = [self._make_remover(i) for i in range(n)]
         self._waiters = _Waiters(self)
@@ -245,6 +249,15 @@ class UringRing(Ring):
             self._register_arena(fixed_bytes)
         else:
             self.buffers.fixed_reason = "disabled by fixed_buffers=False"
+
+    def _bind_prep(self) -> Any:
+        """``ur_prep`` on this ring without the ring argument, as the C module's
+        fast builtin (``ur_bind_prep``): the one C call every operation makes."""
+        ns: dict[str, Any] = {}
+        if lib.ur_bind_prep(self._r, id(ns)) < 0:
+            self._teardown()
+            raise MemoryError("uring: cannot make the ring's prep function")
+        return ns["prep"]
 
     def _register_arena(self, fixed_bytes: int) -> None:
         budget, why = memlock_budget(fixed_bytes)
@@ -349,6 +362,7 @@ class UringRing(Ring):
             self._efd = None
         if self.buffers.arena is not None:
             lib.ur_unregister_buffers(self._r)
+        self._prep = _closed_prep         # it is bound to the memory freed next
         lib.ur_free(self._r)
         self._r = None
         self._closed = True
@@ -422,7 +436,7 @@ class UringRing(Ring):
         self._ud_of[slot] = ud
         self._keep[slot] = keep
         try:
-            full = self._prep(self._r, opcode, fd, addr, length, off, flags, ud, buf_index)
+            full = self._prep(opcode, fd, addr, length, off, flags, ud, buf_index)
         except (OverflowError, TypeError) as exc:      # bad argument: give the slot back
             if keep is not None and keep.__class__ is not DmaBuffer:
                 _release_borrowed(keep)
@@ -435,7 +449,7 @@ class UringRing(Ring):
         if full:
             # SQ full: hand the kernel what is there; SUBMIT_ALL frees every SQE.
             self._submit_now()
-            while self._prep(self._r, opcode, fd, addr, length, off, flags, ud, buf_index):
+            while self._prep(opcode, fd, addr, length, off, flags, ud, buf_index):
                 await curio.sleep(0)
                 self._submit_now()
         pending = self._pending = self._pending + 1
