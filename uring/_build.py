@@ -34,6 +34,8 @@ struct ur_ring {
     uint64_t poll_cqes;            /* completions of the selector poll, consumed in C */
     unsigned poll_armed;           /* a poll on the selector's epoll fd is in the ring */
     unsigned poll_fired;           /* ...and it completed: the epoll fd has events */
+    unsigned early;                /* pending SQEs that are submitted before the pass ends */
+    unsigned early_min, early_max; /* ...its range (see ur_submit) */
     uint64_t ops[UR_MAX_OPS];
     uint64_t bytes[UR_MAX_OPS];
     uint64_t errors[UR_MAX_OPS];
@@ -167,6 +169,8 @@ struct ur_ring {
     uint64_t poll_cqes;
     unsigned poll_armed;
     unsigned poll_fired;
+    unsigned early;
+    unsigned early_min, early_max;
     uint64_t ops[UR_MAX_OPS];
     uint64_t bytes[UR_MAX_OPS];
     uint64_t errors[UR_MAX_OPS];
@@ -322,6 +326,8 @@ int ur_setup(struct ur_ring *r, unsigned entries, unsigned cq_entries, unsigned 
     r->sq_tail = *r->sq_ktail;
 
     r->max_slots = max_slots;
+    r->early = r->early_min = 1;
+    r->early_max = p.sq_entries;
     r->slot_op = calloc(max_slots ? max_slots : 1, 1);
     r->slot_t0 = calloc(max_slots ? max_slots : 1, sizeof(uint64_t));
     if (!r->slot_op || !r->slot_t0) { ur_close(r); return -ENOMEM; }
@@ -455,11 +461,32 @@ int ur_prep_batch(struct ur_ring *r, unsigned n, const uint8_t *ops, const int32
     return (int)i;
 }
 
+static inline unsigned ur_cq_count(struct ur_ring *r) {
+    return __atomic_load_n(r->cq_ktail, __ATOMIC_ACQUIRE) - *r->cq_khead;
+}
+
+/* Submitting before a scheduler pass ends lets a device start on the pass's
+   first operations while the rest are prepared. It buys nothing for
+   operations the kernel completes inside io_uring_enter (nops, page-cache
+   hits, cached metadata), where each early submit is one more syscall. So
+   the early-submit size doubles, up to early_max, after a submit whose
+   operations all completed during the call, and drops back to early_min
+   after one where any did not (device I/O decides at once). */
+static void ur_adapt_early(struct ur_ring *r, unsigned submitted, unsigned completed) {
+    if (completed >= submitted) {
+        unsigned e = r->early * 2;
+        r->early = e < r->early_max ? e : r->early_max;
+    } else {
+        r->early = r->early_min;
+    }
+}
+
 int ur_submit(struct ur_ring *r, unsigned min_complete) {
     unsigned n = r->pending;
     if (n) __atomic_store_n(r->sq_ktail, r->sq_tail, __ATOMIC_RELEASE);
     if (!n && !min_complete) return 0;
     unsigned flags = min_complete ? IORING_ENTER_GETEVENTS : 0;
+    unsigned before = ur_cq_count(r);
     long ret;
     do {
         ret = syscall(__NR_io_uring_enter, r->fd, n, min_complete, flags, NULL, 0);
@@ -469,6 +496,7 @@ int ur_submit(struct ur_ring *r, unsigned min_complete) {
     /* SUBMIT_ALL: the kernel consumed every SQE or none (an error). */
     r->sqes_submitted += (uint64_t)ret;
     r->pending -= (unsigned)ret <= n ? (unsigned)ret : n;
+    if (!min_complete && ret > 0) ur_adapt_early(r, (unsigned)ret, ur_cq_count(r) - before);
     return (int)ret;
 }
 

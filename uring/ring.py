@@ -67,8 +67,14 @@ class Ring:
         fixed_buffers: register the buffer pool's arena as fixed buffers when
             the memlock limit allows (io_uring only).
         fixed_bytes: upper bound of the registered arena.
-        flush_threshold: submit as soon as this many SQEs are pending; fewer are
-            submitted at the end of the scheduler pass.
+        flush_threshold: submit as soon as this many SQEs are pending, so a
+            device starts on a pass's first operations while the rest are
+            prepared; fewer are submitted at the end of the scheduler pass.
+            Values above ``entries`` act as ``entries``. The ring doubles it
+            (up to ``entries``) after each submit whose
+            operations all completed inside the call (nops, page-cache hits:
+            an early submit only adds a syscall there) and goes back to it
+            after one whose operations went to a device (io_uring only).
         spin_us: when the ring is the kernel's wait (``uring.run``, the
             reactor runtime), nothing is ready to run and operations are in
             flight, watch for completions this long before sleeping. A
@@ -95,13 +101,18 @@ class Ring:
 
     def __init__(self, entries: int = 256, *, backend: str | None = None,
                  fixed_buffers: bool = True, fixed_bytes: int = 8 << 20,
-                 flush_threshold: int = 8, spin_us: int = 100) -> None:
+                 flush_threshold: int = 4, spin_us: int = 100) -> None:
         if not isinstance(entries, int) or entries < 1 or entries > 32768:
             raise ValueError(f"ring entries must be an int in 1..32768, got {entries!r}")
         self.entries = entries
         if not isinstance(spin_us, int) or isinstance(spin_us, bool) or not 0 <= spin_us <= 1_000_000:
             raise ValueError(f"spin_us must be an int in 0..1000000 (microseconds), got {spin_us!r}")
         self.spin_us = spin_us
+        if not isinstance(flush_threshold, int) or isinstance(flush_threshold, bool) \
+                or flush_threshold < 1:
+            raise ValueError(f"flush_threshold must be an int >= 1 (pending SQEs), "
+                             f"got {flush_threshold!r}")
+        self.flush_threshold = flush_threshold
         self.buffers = BufferPool()
         self._fault_injector: FaultInjector | None = None
         self._started = False

@@ -31,8 +31,8 @@ class SyncRing(Ring):
 
     def __init__(self, entries: int = 256, *, backend: str | None = None,
                  fixed_buffers: bool = True, fixed_bytes: int = 8 << 20,
-                 flush_threshold: int = 8, spin_us: int = 100) -> None:
-        super().__init__(entries, backend=backend, spin_us=spin_us)
+                 flush_threshold: int = 4, spin_us: int = 100) -> None:
+        super().__init__(entries, backend=backend, flush_threshold=flush_threshold, spin_us=spin_us)
         info = _backend.backend_info()
         self.reason = info.reason if info.backend == _backend.SYNC else "sync backend requested"
         self.buffers.fixed_reason = "sync backend: no fixed buffers"

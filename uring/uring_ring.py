@@ -6,8 +6,10 @@ How an operation travels (see IO_URING_NOTES.md for the measurements):
    operations are in flight, so completions can never overflow; a caller
    finding no slot waits, it never gets an error), writes one SQE with a single
    cffi call and sleeps on the ring's :class:`_Waiters` scheduler.
-2. SQEs are submitted as soon as ``flush_threshold`` are pending, otherwise at
-   the end of the scheduler pass: one ``io_uring_enter`` per pass.
+2. SQEs are submitted as soon as an early-submit size is pending (between
+   ``flush_threshold`` and the SQ size: it grows while the kernel completes
+   submissions inside the call, and drops back when they go to a device),
+   otherwise at the end of the scheduler pass.
 3. Completions are drained from the CQ into arrays with one call; each result
    becomes the sleeping task's trap result and the tasks are made ready.
 
@@ -189,8 +191,8 @@ class UringRing(Ring):
 
     def __init__(self, entries: int = 256, *, backend: str | None = None,
                  fixed_buffers: bool = True, fixed_bytes: int = 8 << 20,
-                 flush_threshold: int = 8, spin_us: int = 100) -> None:
-        super().__init__(entries, backend=backend, spin_us=spin_us)
+                 flush_threshold: int = 4, spin_us: int = 100) -> None:
+        super().__init__(entries, backend=backend, flush_threshold=flush_threshold, spin_us=spin_us)
         if lib is None:
             raise UringError(_backend.backend_info().reason)
         self.reason = _backend.backend_info().reason
@@ -204,7 +206,10 @@ class UringRing(Ring):
             raise os_error(-rc, "io_uring_setup")
         self.sq_entries = self._r.sq_entries
         self.cq_entries = self._r.cq_entries
-        self.flush_threshold = max(1, flush_threshold)
+        # The early-submit size adapts between the threshold and the SQ size
+        # (ur_adapt_early); Python reads it back once per pass and per submit.
+        self._r.early = self._r.early_min = min(self.flush_threshold, self.sq_entries)
+        self._early = self._r.early
         info = _backend.backend_info()
         self._supported = frozenset(info.opcodes) if info.backend == _backend.IO_URING else frozenset()
         if not self._supported:
@@ -396,10 +401,12 @@ class UringRing(Ring):
         if self._r.pending == 0:
             self._pending = 0
             return
-        rc = lib.ur_submit(self._r, 0)
+        r = self._r
+        rc = lib.ur_submit(r, 0)
         if rc < 0 and rc not in (-errno.EAGAIN, -errno.EBUSY):
             raise UringError(f"io_uring_enter failed: {os.strerror(-rc)}")
-        self._pending = self._r.pending
+        self._pending = r.pending
+        self._early = r.early
 
     async def _flusher(self) -> None:
         """Submits what a scheduler pass prepared, then reaps inline completions."""
@@ -453,7 +460,7 @@ class UringRing(Ring):
                 await curio.sleep(0)
                 self._submit_now()
         pending = self._pending = self._pending + 1
-        if pending >= self.flush_threshold:
+        if pending >= self._early:
             self._submit_now()
         elif not self._flush_armed:
             self._flush_armed = True
@@ -610,6 +617,7 @@ class UringRing(Ring):
             if n < 0:
                 raise UringError(f"io_uring_enter (wait) failed: {os.strerror(-n)}")
             self._pending = r.pending
+            self._early = r.early
             batch = self._collect(n)
             if self._epoll_ready[0]:
                 events = sel.epoll_select(0)
@@ -819,6 +827,7 @@ class UringRing(Ring):
             lat_hist=list(r.lat_hist), in_flight=self._inflight,
             enter_calls=r.enter_calls, sqes_submitted=r.sqes_submitted,
             extra={"wait": self.wait_mode, "sq_entries": self.sq_entries,
+                   "early_submit": r.early,
                    "cq_entries": self.cq_entries,
                    "cq_overflow": r.cq_overflow, "buffers": self.buffers.stats(),
                    "sync_fallback_ops": dict(self._fallback_ops)})

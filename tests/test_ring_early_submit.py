@@ -1,0 +1,80 @@
+"""Early submission adapts: operations the kernel completes inside
+``io_uring_enter`` (nops) grow the early-submit size up to the SQ size, so a
+pass of them costs one syscall; an operation that goes to a device or waits
+(a read of an empty pipe) brings it back to ``flush_threshold`` at once."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import uring
+from uring import Ring
+from uring.curio_compat import curio
+
+from conftest import io_uring_skip_reason
+
+
+@pytest.fixture
+def io_uring_only() -> None:
+    why = io_uring_skip_reason()
+    if why:
+        pytest.skip(why)
+
+
+async def _nops(ring: Ring, tasks: int, each: int) -> None:
+    async def worker() -> None:
+        for _ in range(each):
+            assert await ring.nop() == 0
+    group = [await curio.spawn(worker) for _ in range(tasks)]
+    for t in group:
+        await t.join()
+
+
+@pytest.mark.parametrize("attached", [True, False], ids=["selector", "tasks"])
+def test_inline_completions_grow_the_early_size_and_device_waits_reset_it(io_uring_only, attached):
+    async def main():
+        async with Ring(entries=64, backend="io_uring", flush_threshold=4) as ring:
+            assert ring.stats()["early_submit"] == 4
+            await _nops(ring, 32, 50)
+            assert ring.stats()["early_submit"] == 64
+            # 32 tasks each pass, submitted with at most a few syscalls.
+            calls0 = ring.stats()["enter_calls"]
+            await _nops(ring, 32, 50)
+            per_op = (ring.stats()["enter_calls"] - calls0) / (32 * 50)
+            assert per_op < 1 / 8, per_op
+
+            # Reads of empty pipes wait in the kernel: the size is back at 4.
+            pipes = [os.pipe() for _ in range(8)]
+            try:
+                async def read(fd: int) -> bytes:
+                    buf = bytearray(4)
+                    n = await ring.read(fd, buf, 0)
+                    return bytes(buf[:n])
+                readers = [await curio.spawn(read, r) for r, _ in pipes]
+                await curio.sleep(0.05)
+                assert ring.stats()["early_submit"] == 4
+                for i, (_, w) in enumerate(pipes):
+                    os.write(w, b"p%03d" % i)
+                got = [await t.join() for t in readers]
+                assert got == [b"p%03d" % i for i in range(8)]
+            finally:
+                for r, w in pipes:
+                    os.close(r)
+                    os.close(w)
+            assert ring.wait_mode == ("selector" if attached else "tasks")
+    (uring.run if attached else curio.run)(main)
+
+
+def test_flush_threshold_is_checked(backend):
+    for bad in (0, -1, 2.0, True, "4"):
+        with pytest.raises(ValueError, match="flush_threshold"):
+            Ring(backend=backend, flush_threshold=bad)
+
+
+def test_flush_threshold_above_the_sq_size_acts_as_the_sq_size(io_uring_only):
+    async def main():
+        async with Ring(entries=16, backend="io_uring", flush_threshold=1000) as ring:
+            assert ring.stats()["early_submit"] == 16
+            await _nops(ring, 40, 10)
+    uring.run(main)
