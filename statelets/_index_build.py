@@ -5,7 +5,8 @@ keydir). As a CPython dict that costs a bytes object, an int object and a dict
 entry per key (about 110 bytes) and, worse, one random memory access per
 Python-level operation: at a million keys a batch of overwrites spent most of
 its time in ``dict.get``/``dict.update`` walks. Here the keys live in one arena
-and the table is open addressing with linear probing, 24 bytes a slot. Batches
+and the table is open addressing with linear probing over 8-byte slots that
+name 24-byte entries appended in order (CPython's compact dict layout). Batches
 cross the boundary once: a C call walks the caller's list of keys itself and
 prefetches the slots of the keys ahead, so the cache misses overlap.
 
@@ -67,21 +68,35 @@ SOURCE = r"""
 
 #define KX_DELETE 2                 /* record kind of a tombstone (statelets/record.py) */
 #define KX_KLEN_BITS 21             /* keys up to 1 MiB (record.MAX_KEY) */
-#define KX_AHEAD 16                 /* keys hashed and prefetched ahead of the probe */
+#define KX_AHEAD 24                 /* keys hashed and prefetched ahead of the probe */
+#define KX_STAGE (KX_AHEAD / 3)     /* ...in three stages: slot, entry, stored key */
 #define KX_RING 32                  /* > KX_AHEAD: the pipeline's per-key state */
+
+/* The layout of CPython's dict and Rust's indexmap: a table of 8-byte slots
+   (the key's hash and its entry's index) over an array of entries appended
+   in order. Growing the table rewrites only the slots, from the hashes they
+   hold, and the entries grow in place (mremap): a million keys touch about
+   56 MB of fresh memory, against 96 MB with 24-byte slots in the table,
+   and on a VM the first touch of memory is most of an insert's cost. */
+typedef struct {
+    uint32_t hash;                  /* 0: empty slot */
+    uint32_t idx;                   /* its entry */
+} kx_slot;
 
 typedef struct {
     uint64_t loc;                   /* segment << 32 | ordinal */
     uint64_t kref;                  /* arena offset << KX_KLEN_BITS | key length */
-    uint32_t hash;                  /* 0: empty slot */
     uint32_t rlen;                  /* record length (dead-byte accounting) */
-} kx_slot;
+    uint32_t hash;                  /* 0: a removed key's entry, reused by no one */
+} kx_entry;
 
 typedef struct kx_index kx_index;
 struct kx_index {
     kx_slot *slots;
     uint64_t mask;                  /* capacity - 1, a power of two */
-    size_t n;
+    size_t n;                       /* live keys */
+    kx_entry *ents;
+    size_t nent, ecap;              /* entries used (live and removed), capacity */
     uint8_t *arena;
     size_t alen, acap, garbage;     /* garbage: bytes of keys no longer indexed */
 };
@@ -105,10 +120,10 @@ static uint32_t kx_hash(const uint8_t *p, size_t n) {
     return r ? r : 1;
 }
 
-/* Table and arena are anonymous mappings advised as transparent huge pages
-   (where THP is "madvise", the usual default): a random probe into a
-   50 MB table otherwise pays a TLB miss and a page-table walk, and growing
-   the table pays a page fault per 4 KiB. Mappings start zeroed. */
+/* Table, entries and arena are anonymous mappings advised as transparent
+   huge pages (where THP is "madvise", the usual default): a random probe
+   into a big table otherwise pays a TLB miss and a page-table walk, and
+   growing pays a page fault per 4 KiB. Mappings start zeroed. */
 #define KX_HUGE ((size_t)2 << 20)
 
 static void *kx_map(size_t bytes) {
@@ -125,23 +140,30 @@ static void *kx_remap(void *p, size_t old, size_t bytes) {
     return q;
 }
 
-static inline const uint8_t *kx_key(const kx_index *ix, const kx_slot *s) {
-    return ix->arena + (s->kref >> KX_KLEN_BITS);
+static inline const uint8_t *kx_key(const kx_index *ix, const kx_entry *e) {
+    return ix->arena + (e->kref >> KX_KLEN_BITS);
 }
-static inline size_t kx_klen(const kx_slot *s) { return s->kref & ((1u << KX_KLEN_BITS) - 1); }
+static inline size_t kx_klen(const kx_entry *e) { return e->kref & ((1u << KX_KLEN_BITS) - 1); }
+static inline kx_entry *kx_ent(const kx_index *ix, const kx_slot *s) { return &ix->ents[s->idx]; }
+
+#define KX_SLOTS0 64
+#define KX_ENTS0 ((size_t)4096 / sizeof(kx_entry))
 
 kx_index *kx_new(void) {
     kx_index *ix = calloc(1, sizeof *ix);
     if (!ix) return NULL;
-    ix->slots = kx_map(64 * sizeof(kx_slot));
+    ix->slots = kx_map(KX_SLOTS0 * sizeof(kx_slot));
+    ix->ents = kx_map(KX_ENTS0 * sizeof(kx_entry));
     ix->arena = kx_map(4096);
-    if (!ix->slots || !ix->arena) {
-        if (ix->slots) munmap(ix->slots, 64 * sizeof(kx_slot));
+    if (!ix->slots || !ix->ents || !ix->arena) {
+        if (ix->slots) munmap(ix->slots, KX_SLOTS0 * sizeof(kx_slot));
+        if (ix->ents) munmap(ix->ents, KX_ENTS0 * sizeof(kx_entry));
         if (ix->arena) munmap(ix->arena, 4096);
         free(ix);
         return NULL;
     }
-    ix->mask = 63;
+    ix->mask = KX_SLOTS0 - 1;
+    ix->ecap = KX_ENTS0;
     ix->acap = 4096;
     return ix;
 }
@@ -149,6 +171,7 @@ kx_index *kx_new(void) {
 void kx_free(kx_index *ix) {
     if (!ix) return;
     munmap(ix->slots, (ix->mask + 1) * sizeof(kx_slot));
+    munmap(ix->ents, ix->ecap * sizeof(kx_entry));
     munmap(ix->arena, ix->acap);
     free(ix);
 }
@@ -156,6 +179,7 @@ void kx_free(kx_index *ix) {
 void kx_clear(kx_index *ix) {
     memset(ix->slots, 0, (ix->mask + 1) * sizeof(kx_slot));
     ix->n = 0;
+    ix->nent = 0;
     ix->alen = 0;
     ix->garbage = 0;
 }
@@ -163,23 +187,51 @@ void kx_clear(kx_index *ix) {
 size_t kx_len(kx_index *ix) { return ix->n; }
 
 size_t kx_memory(kx_index *ix) {
-    return sizeof *ix + (ix->mask + 1) * sizeof(kx_slot) + ix->acap;
+    return sizeof *ix + (ix->mask + 1) * sizeof(kx_slot) + ix->ecap * sizeof(kx_entry) + ix->acap;
 }
 
-/* Room for `more` new keys at a load factor of at most 3/4. */
+/* Place slot value v (from a table being rebuilt) in the empty table ns. */
+static inline void kx_place(kx_slot *ns, uint64_t mask, kx_slot v) {
+    uint64_t j = v.hash & mask;
+    while (ns[j].hash) j = (j + 1) & mask;
+    ns[j] = v;
+}
+
+/* Drop the removed keys' entries (when they are most of the array) and
+   rebuild the table over what is left, in the same order. */
+static void kx_compact_entries(kx_index *ix) {
+    size_t w = 0;
+    for (size_t i = 0; i < ix->nent; i++)
+        if (ix->ents[i].hash) ix->ents[w++] = ix->ents[i];
+    ix->nent = w;
+    memset(ix->slots, 0, (ix->mask + 1) * sizeof(kx_slot));
+    for (size_t i = 0; i < w; i++)
+        kx_place(ix->slots, ix->mask, (kx_slot){ix->ents[i].hash, (uint32_t)i});
+}
+
+/* Room for `more` new keys: the table at a load factor of at most 3/4 and
+   the entries (removed ones are dropped first when they are most of them). */
 static int kx_reserve(kx_index *ix, size_t more) {
+    if (ix->nent + more > ix->ecap) {
+        size_t removed = ix->nent - ix->n;
+        if (removed > ix->n && removed >= more) kx_compact_entries(ix);
+    }
+    if (ix->nent + more > ix->ecap) {
+        size_t cap = ix->ecap;
+        while (ix->nent + more > cap) cap *= 2;
+        if (cap > ((size_t)1 << 32)) return -1;          /* idx is 32 bits */
+        kx_entry *ne = kx_remap(ix->ents, ix->ecap * sizeof(kx_entry), cap * sizeof(kx_entry));
+        if (!ne) return -1;
+        ix->ents = ne;
+        ix->ecap = cap;
+    }
     uint64_t cap = ix->mask + 1;
     if ((ix->n + more) * 4 <= cap * 3) return 0;
     while ((ix->n + more) * 4 > cap * 3) cap *= 2;
     kx_slot *ns = kx_map(cap * sizeof(kx_slot));
     if (!ns) return -1;
-    for (uint64_t i = 0; i <= ix->mask; i++) {
-        kx_slot *s = &ix->slots[i];
-        if (!s->hash) continue;
-        uint64_t j = s->hash & (cap - 1);
-        while (ns[j].hash) j = (j + 1) & (cap - 1);
-        ns[j] = *s;
-    }
+    for (uint64_t i = 0; i <= ix->mask; i++)
+        if (ix->slots[i].hash) kx_place(ns, cap - 1, ix->slots[i]);
     munmap(ix->slots, (ix->mask + 1) * sizeof(kx_slot));
     ix->slots = ns;
     ix->mask = cap - 1;
@@ -193,12 +245,12 @@ static int kx_compact_arena(kx_index *ix) {
     uint8_t *na = kx_map(cap);
     if (!na) return -1;
     size_t pos = 0;
-    for (uint64_t i = 0; i <= ix->mask; i++) {
-        kx_slot *s = &ix->slots[i];
-        if (!s->hash) continue;
-        size_t kl = kx_klen(s);
-        memcpy(na + pos, kx_key(ix, s), kl);
-        s->kref = ((uint64_t)pos << KX_KLEN_BITS) | kl;
+    for (size_t i = 0; i < ix->nent; i++) {
+        kx_entry *e = &ix->ents[i];
+        if (!e->hash) continue;
+        size_t kl = kx_klen(e);
+        memcpy(na + pos, kx_key(ix, e), kl);
+        e->kref = ((uint64_t)pos << KX_KLEN_BITS) | kl;
         pos += kl;
     }
     munmap(ix->arena, ix->acap);
@@ -230,16 +282,22 @@ static inline kx_slot *kx_find(kx_index *ix, const uint8_t *key, size_t kl, uint
     for (;;) {
         kx_slot *s = &ix->slots[j];
         if (!s->hash) return s;
-        if (s->hash == h && kx_klen(s) == kl && memcmp(kx_key(ix, s), key, kl) == 0) return s;
+        if (s->hash == h) {
+            const kx_entry *e = kx_ent(ix, s);
+            if (kx_klen(e) == kl && memcmp(kx_key(ix, e), key, kl) == 0) return s;
+        }
         j = (j + 1) & ix->mask;
     }
 }
 
-/* Empty slot s, shifting later members of its probe run back (no tombstones). */
+/* Empty slot s (its entry marked removed), shifting later members of its
+   probe run back (no tombstones in the table). */
 static void kx_remove(kx_index *ix, kx_slot *s) {
     uint64_t mask = ix->mask;
     uint64_t i = (uint64_t)(s - ix->slots), j = i;
-    ix->garbage += kx_klen(s);
+    kx_entry *e = kx_ent(ix, s);
+    ix->garbage += kx_klen(e);
+    e->hash = 0;
     for (;;) {
         j = (j + 1) & mask;
         kx_slot *t = &ix->slots[j];
@@ -254,16 +312,20 @@ static void kx_remove(kx_index *ix, kx_slot *s) {
     ix->n--;
 }
 
+/* A new key in empty slot s; kx_reserve made room for its entry. */
 static inline int kx_fill(kx_index *ix, kx_slot *s, const uint8_t *key, size_t kl, uint32_t h,
                           uint64_t loc, uint32_t rlen) {
     /* the arena may move: callers pass keys that live outside it */
     if (kx_arena_room(ix, kl) < 0) return -1;
     memcpy(ix->arena + ix->alen, key, kl);
-    s->kref = ((uint64_t)ix->alen << KX_KLEN_BITS) | kl;
+    kx_entry *e = &ix->ents[ix->nent];
+    e->kref = ((uint64_t)ix->alen << KX_KLEN_BITS) | kl;
+    e->loc = loc;
+    e->rlen = rlen;
+    e->hash = h;
     ix->alen += kl;
     s->hash = h;
-    s->loc = loc;
-    s->rlen = rlen;
+    s->idx = (uint32_t)ix->nent++;
     ix->n++;
     return 0;
 }
@@ -271,8 +333,8 @@ static inline int kx_fill(kx_index *ix, kx_slot *s, const uint8_t *key, size_t k
 uint64_t kx_get(kx_index *ix, const char *key, size_t klen, uint32_t *rlen) {
     kx_slot *s = kx_find(ix, (const uint8_t *)key, klen, kx_hash((const uint8_t *)key, klen));
     if (!s->hash) return 0;
-    *rlen = s->rlen;
-    return s->loc;
+    *rlen = kx_ent(ix, s)->rlen;
+    return kx_ent(ix, s)->loc;
 }
 
 /* 1 if key was present (its old location in old_*), 0 if new, -1 out of memory. */
@@ -282,10 +344,11 @@ int kx_set(kx_index *ix, const char *key, size_t klen, uint64_t loc, uint32_t rl
     uint32_t h = kx_hash((const uint8_t *)key, klen);
     kx_slot *s = kx_find(ix, (const uint8_t *)key, klen, h);
     if (s->hash) {
-        *old_loc = s->loc;
-        *old_rlen = s->rlen;
-        s->loc = loc;
-        s->rlen = rlen;
+        kx_entry *e = kx_ent(ix, s);
+        *old_loc = e->loc;
+        *old_rlen = e->rlen;
+        e->loc = loc;
+        e->rlen = rlen;
         return 1;
     }
     return kx_fill(ix, s, (const uint8_t *)key, klen, h, loc, rlen) < 0 ? -1 : 0;
@@ -294,8 +357,8 @@ int kx_set(kx_index *ix, const char *key, size_t klen, uint64_t loc, uint32_t rl
 int kx_pop(kx_index *ix, const char *key, size_t klen, uint64_t *old_loc, uint32_t *old_rlen) {
     kx_slot *s = kx_find(ix, (const uint8_t *)key, klen, kx_hash((const uint8_t *)key, klen));
     if (!s->hash) return 0;
-    *old_loc = s->loc;
-    *old_rlen = s->rlen;
+    *old_loc = kx_ent(ix, s)->loc;
+    *old_rlen = kx_ent(ix, s)->rlen;
     kx_remove(ix, s);
     return 1;
 }
@@ -355,11 +418,12 @@ int64_t kx_apply(kx_index *ix, uintptr_t keys_list, const char *kbuf, const uint
     if (ks.list && (size_t)PyList_GET_SIZE(ks.list) < n) { err = -1; goto out; }
     if (kx_reserve(ix, n) < 0) { err = -2; goto out; }
     /* A software pipeline over the batch (a random access costs hundreds of
-       ns on a big table, and each key needs two: its slot and, when the slot
-       is taken, the stored key to compare): key i + KX_AHEAD is hashed and
-       its slot prefetched, key i + KX_AHEAD / 2 has the stored key its slot
-       names prefetched, key i is probed and applied. The peeks are only
-       hints: the probe itself sees every change the keys before it made. */
+       ns on a big table, and a key present needs three: its slot, its entry
+       and its stored key): key i + KX_AHEAD is hashed and its slot
+       prefetched; a stage later, the entry its slot names if the hash
+       matches; a stage after that, the stored key of that entry; key i is
+       probed and applied. The peeks are only hints: the probe itself sees
+       every change the keys before it made. */
     for (size_t t = 0; t < n + KX_AHEAD; t++) {
         if (t < n) {
             size_t r = t % KX_RING;
@@ -367,9 +431,15 @@ int64_t kx_apply(kx_index *ix, uintptr_t keys_list, const char *kbuf, const uint
             hs[r] = kx_hash(kp[r], kn[r]);
             __builtin_prefetch(&ix->slots[hs[r] & ix->mask], 1);
         }
-        if (t >= KX_AHEAD / 2 && t - KX_AHEAD / 2 < n) {
-            const kx_slot *p = &ix->slots[hs[(t - KX_AHEAD / 2) % KX_RING] & ix->mask];
-            if (p->hash) __builtin_prefetch(kx_key(ix, p));
+        if (t >= KX_STAGE && t - KX_STAGE < n) {
+            uint32_t h = hs[(t - KX_STAGE) % KX_RING];
+            const kx_slot *p = &ix->slots[h & ix->mask];
+            if (p->hash == h) __builtin_prefetch(kx_ent(ix, p), 1);
+        }
+        if (t >= 2 * KX_STAGE && t - 2 * KX_STAGE < n) {
+            uint32_t h = hs[(t - 2 * KX_STAGE) % KX_RING];
+            const kx_slot *p = &ix->slots[h & ix->mask];
+            if (p->hash == h) __builtin_prefetch(kx_key(ix, kx_ent(ix, p)));
         }
         if (t < KX_AHEAD) continue;
         size_t i = t - KX_AHEAD, r = i % KX_RING;
@@ -380,16 +450,19 @@ int64_t kx_apply(kx_index *ix, uintptr_t keys_list, const char *kbuf, const uint
         if (kinds && (uint8_t)kinds[i] == KX_DELETE) {
             kx_add_dead(sid, rlens[i], dead_sids, dead_bytes, &nd, &last);
             if (s->hash) {
-                kx_add_dead(s->loc >> 32, s->rlen, dead_sids, dead_bytes, &nd, &last);
+                kx_entry *e = kx_ent(ix, s);
+                kx_add_dead(e->loc >> 32, e->rlen, dead_sids, dead_bytes, &nd, &last);
                 kx_remove(ix, s);
             }
         } else if (s->hash) {
-            kx_add_dead(s->loc >> 32, s->rlen, dead_sids, dead_bytes, &nd, &last);
-            s->loc = loc;
-            s->rlen = rlens[i];
-        } else if (kx_fill(ix, s, key, kl, hs[r], loc, rlens[i]) < 0) {
-            err = -2;
-            goto out;
+            kx_entry *e = kx_ent(ix, s);
+            kx_add_dead(e->loc >> 32, e->rlen, dead_sids, dead_bytes, &nd, &last);
+            e->loc = loc;
+            e->rlen = rlens[i];
+        } else {
+            /* A key deleted earlier in this batch left a removed entry: the
+               room kx_reserve made is per key of the batch, so it holds. */
+            if (kx_fill(ix, s, key, kl, hs[r], loc, rlens[i]) < 0) { err = -2; goto out; }
         }
     }
 out:
@@ -411,9 +484,9 @@ int64_t kx_repoint(kx_index *ix, uintptr_t keys_list, const uint64_t *old_locs,
         size_t kl;
         if (kx_key_at(&ks, i, &key, &kl) < 0) { moved = -1; break; }
         kx_slot *s = kx_find(ix, key, kl, kx_hash(key, kl));
-        if (s->hash && s->loc == old_locs[i]) {
-            s->loc = new_locs[i];
-            s->rlen = new_rlens[i];
+        if (s->hash && kx_ent(ix, s)->loc == old_locs[i]) {
+            kx_ent(ix, s)->loc = new_locs[i];
+            kx_ent(ix, s)->rlen = new_rlens[i];
             moved += new_rlens[i];
         }
     }
@@ -436,17 +509,17 @@ int kx_contains_many(kx_index *ix, uintptr_t keys_list, size_t n, char *out) {
     return rc;
 }
 
-/* Fill out_list (a list of len(index) placeholders) with the keys, in slot order. */
+/* Fill out_list (a list of len(index) placeholders) with the keys, oldest entry first. */
 int kx_keys_into(kx_index *ix, uintptr_t out_list) {
     PyGILState_STATE gil = PyGILState_Ensure();
     PyObject *out = (PyObject *)out_list;
     int rc = 0;
     if ((size_t)PyList_GET_SIZE(out) != ix->n) { rc = -1; goto done; }
     Py_ssize_t k = 0;
-    for (uint64_t i = 0; i <= ix->mask; i++) {
-        kx_slot *s = &ix->slots[i];
-        if (!s->hash) continue;
-        PyObject *b = PyBytes_FromStringAndSize((const char *)kx_key(ix, s), (Py_ssize_t)kx_klen(s));
+    for (size_t i = 0; i < ix->nent; i++) {
+        const kx_entry *e = &ix->ents[i];
+        if (!e->hash) continue;
+        PyObject *b = PyBytes_FromStringAndSize((const char *)kx_key(ix, e), (Py_ssize_t)kx_klen(e));
         if (!b) { PyErr_Clear(); rc = -2; goto done; }
         PyObject *old = PyList_GET_ITEM(out, k);
         PyList_SET_ITEM(out, k, b);
@@ -462,10 +535,10 @@ done:
    cap + 1 when there are more than cap). */
 size_t kx_live_by_segment(kx_index *ix, uint64_t *sids, uint64_t *bytes, size_t cap) {
     size_t nd = 0, last = 0;
-    for (uint64_t i = 0; i <= ix->mask; i++) {
-        kx_slot *s = &ix->slots[i];
-        if (!s->hash) continue;
-        uint64_t sid = s->loc >> 32;
+    for (size_t i = 0; i < ix->nent; i++) {
+        const kx_entry *e = &ix->ents[i];
+        if (!e->hash) continue;
+        uint64_t sid = e->loc >> 32;
         if (!(nd && sids[last] == sid)) {
             size_t d = 0;
             while (d < nd && sids[d] != sid) d++;
@@ -476,7 +549,7 @@ size_t kx_live_by_segment(kx_index *ix, uint64_t *sids, uint64_t *bytes, size_t 
             }
             last = d;
         }
-        bytes[last] += s->rlen;
+        bytes[last] += e->rlen;
     }
     return nd;
 }

@@ -78,3 +78,43 @@ def test_flush_threshold_above_the_sq_size_acts_as_the_sq_size(io_uring_only):
             assert ring.stats()["early_submit"] == 16
             await _nops(ring, 40, 10)
     uring.run(main)
+
+
+def test_a_long_pass_submits_later(io_uring_only):
+    """Under uring.run, a scheduler pass of many tasks (CPU-bound: the device
+    is not what they wait for) raises the early-submit size to a quarter of
+    them; a pass of a few goes back to flush_threshold."""
+    async def main():
+        async with Ring(backend="io_uring", flush_threshold=4) as ring:
+            pipes = [os.pipe() for _ in range(128)]
+            seen: list[int] = []
+            try:
+                async def read(fd: int) -> None:
+                    buf = bytearray(1)
+                    assert await ring.read(fd, buf, 0) == 1
+                    seen.append(ring.stats()["early_submit"])
+                readers = [await curio.spawn(read, r) for r, _ in pipes]
+                await curio.sleep(0.05)
+                for _, w in pipes:              # all 128 complete together
+                    os.write(w, b"x")
+                for t in readers:
+                    await t.join()
+            finally:
+                for r, w in pipes:
+                    os.close(r)
+                    os.close(w)
+            assert max(seen) >= 16, seen
+            for _ in range(3):
+                await ring.nop()
+                await curio.sleep(0.01)
+            r0, w0 = os.pipe()
+            try:
+                reader = await curio.spawn(ring.read, r0, bytearray(1), 0)
+                await curio.sleep(0.02)
+                assert ring.stats()["early_submit"] == 4
+                os.write(w0, b"y")
+                assert await reader.join() == 1
+            finally:
+                os.close(r0)
+                os.close(w0)
+    uring.run(main)
