@@ -471,8 +471,7 @@ static inline unsigned ur_cq_count(struct ur_ring *r) {
    hits, cached metadata), where each early submit is one more syscall. So
    the early-submit size doubles, up to early_max, after a submit whose
    operations all completed during the call, and drops back to early_min
-   after one where any did not (device I/O decides at once). The ring's
-   Python side raises it further for a long scheduler pass. */
+   after one where any did not (device I/O decides at once). */
 static void ur_adapt_early(struct ur_ring *r, unsigned submitted, unsigned completed) {
     if (completed >= submitted) {
         unsigned e = r->early * 2;

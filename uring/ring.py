@@ -74,10 +74,7 @@ class Ring:
             (up to ``entries``) after each submit whose
             operations all completed inside the call (nops, page-cache hits:
             an early submit only adds a syscall there) and goes back to it
-            after one whose operations went to a device. Under ``uring.run``
-            a scheduler pass of many tasks raises it to a quarter of them:
-            such a pass is CPU-bound, and early submits cost its tasks CPU
-            (io_uring only).
+            after one whose operations went to a device (io_uring only).
         spin_us: when the ring is the kernel's wait (``uring.run``, the
             reactor runtime), nothing is ready to run and operations are in
             flight, watch for completions this long before sleeping. A

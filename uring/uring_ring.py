@@ -8,9 +8,8 @@ How an operation travels (see IO_URING_NOTES.md for the measurements):
    cffi call and sleeps on the ring's :class:`_Waiters` scheduler.
 2. SQEs are submitted as soon as an early-submit size is pending (between
    ``flush_threshold`` and the SQ size: it grows while the kernel completes
-   submissions inside the call and drops back when they go to a device, and
-   a long scheduler pass raises it to a quarter of its tasks), otherwise at
-   the end of the scheduler pass.
+   submissions inside the call and drops back when they go to a device),
+   otherwise at the end of the scheduler pass.
 3. Completions are drained from the CQ into arrays with one call; each result
    becomes the sleeping task's trap result and the tasks are made ready.
 
@@ -211,7 +210,6 @@ class UringRing(Ring):
         # (ur_adapt_early); Python reads it back once per pass and per submit.
         self._r.early = self._r.early_min = min(self.flush_threshold, self.sq_entries)
         self._early = self._r.early
-        self._pass_early = 0            # the current pass's share (attached rings)
         info = _backend.backend_info()
         self._supported = frozenset(info.opcodes) if info.backend == _backend.IO_URING else frozenset()
         if not self._supported:
@@ -408,7 +406,7 @@ class UringRing(Ring):
         if rc < 0 and rc not in (-errno.EAGAIN, -errno.EBUSY):
             raise UringError(f"io_uring_enter failed: {os.strerror(-rc)}")
         self._pending = r.pending
-        self._early = max(r.early, self._pass_early)
+        self._early = r.early
 
     async def _flusher(self) -> None:
         """Submits what a scheduler pass prepared, then reaps inline completions."""
@@ -641,13 +639,7 @@ class UringRing(Ring):
                 task.state = "READY"
                 task.cancel_func = None
             ready.extend(batch)
-        if ready is not None:
-            # A pass of many tasks is CPU-bound: the device is not what they
-            # wait for, and each early submit costs a syscall of their CPU
-            # time (128 cache-missing store reads: 15.7 us of CPU per read
-            # submitting at 4, 12.8 at 32). A short pass submits early.
-            self._pass_early = len(ready) >> 2
-            self._early = max(r.early, self._pass_early)
+        self._early = r.early
         return events
 
     def _reap_sync(self) -> None:
