@@ -36,6 +36,7 @@ struct ur_ring {
     unsigned poll_fired;           /* ...and it completed: the epoll fd has events */
     unsigned early;                /* pending SQEs that are submitted before the pass ends */
     unsigned early_min, early_max; /* ...its range (see ur_submit) */
+    int64_t spin_budget;           /* the next spin's length (ns; 0: the full spin) */
     uint64_t ops[UR_MAX_OPS];
     uint64_t bytes[UR_MAX_OPS];
     uint64_t errors[UR_MAX_OPS];
@@ -171,6 +172,7 @@ struct ur_ring {
     unsigned poll_fired;
     unsigned early;
     unsigned early_min, early_max;
+    int64_t spin_budget;           /* the next spin's length (ns), see ur_select */
     uint64_t ops[UR_MAX_OPS];
     uint64_t bytes[UR_MAX_OPS];
     uint64_t errors[UR_MAX_OPS];
@@ -633,13 +635,26 @@ int ur_select(struct ur_ring *r, int block, int64_t timeout_ns, int64_t spin_ns,
         }
         if (!r->poll_armed && (timeout_ns < 0 || timeout_ns > 1000000)) timeout_ns = 1000000;
         if (spin_ns > 0 && timeout_ns != 0) {
-            if (timeout_ns > 0 && spin_ns > timeout_ns) spin_ns = timeout_ns;
+            /* Adaptive, like a mutex's spin: after a spin that caught a
+               completion the next is the full spin_ns, after one that did
+               not it is half as long, down to a sixteenth. Operations that
+               take milliseconds (1 MiB writes) then burn little CPU
+               spinning; short ones keep the whole spin. */
+            int64_t budget = r->spin_budget > 0 && r->spin_budget < spin_ns ? r->spin_budget : spin_ns;
+            int capped = timeout_ns > 0 && budget > timeout_ns;
+            if (capped) budget = timeout_ns;
             if (r->pending) rc = ur_submit(r, 0);
             uint64_t t0 = now_ns(), t = t0;
-            while (ur_cq_ready(r) == 0 && (t = now_ns()) - t0 < (uint64_t)spin_ns) {
+            while (ur_cq_ready(r) == 0 && (t = now_ns()) - t0 < (uint64_t)budget) {
 #if defined(__x86_64__) || defined(__i386__)
                 __builtin_ia32_pause();
 #endif
+            }
+            if (ur_cq_ready(r)) {
+                r->spin_budget = spin_ns;
+            } else if (!capped) {
+                int64_t half = budget / 2, floor = spin_ns / 16;
+                r->spin_budget = half > floor ? half : floor;
             }
             if (timeout_ns > 0) timeout_ns = timeout_ns > (int64_t)(t - t0) ? timeout_ns - (int64_t)(t - t0) : 0;
         }

@@ -828,6 +828,7 @@ class UringRing(Ring):
             enter_calls=r.enter_calls, sqes_submitted=r.sqes_submitted,
             extra={"wait": self.wait_mode, "sq_entries": self.sq_entries,
                    "early_submit": self._early,
+                   "spin_next_us": (r.spin_budget or self.spin_us * 1000) // 1000,
                    "cq_entries": self.cq_entries,
                    "cq_overflow": r.cq_overflow, "buffers": self.buffers.stats(),
                    "sync_fallback_ops": dict(self._fallback_ops)})
