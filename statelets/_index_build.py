@@ -692,11 +692,17 @@ typedef struct {
 } kx_dictkeys;
 typedef struct { Py_hash_t me_hash; PyObject *me_key; PyObject *me_value; } kx_dictentry;
 
-/* The first index slot a lookup of `hash` reads (or NULL where unsure). */
-static inline const char *kx_dict_slot(const kx_dictkeys *dk, Py_hash_t hash) {
+/* The first index slot a lookup of key j of the list reads, prefetched;
+   NULL for a key that is not bytes (its lookup fails later, unhinted). */
+static inline const char *kx_dict_peek(const kx_dictkeys *dk, PyObject *keys, size_t j) {
+    PyObject *k = PyList_GET_ITEM(keys, (Py_ssize_t)j);
+    if (!PyBytes_CheckExact(k)) return NULL;
+    Py_hash_t hash = PyObject_Hash(k);                       /* cached, never fails */
     size_t mask = ((size_t)1 << dk->dk_log2_size) - 1;
     unsigned w = dk->dk_log2_index_bytes - dk->dk_log2_size;   /* log2 of the index width */
-    return dk->dk_indices + (((size_t)hash & mask) << w);
+    const char *slot = dk->dk_indices + (((size_t)hash & mask) << w);
+    __builtin_prefetch(slot);
+    return slot;
 }
 static inline Py_ssize_t kx_dict_ix(const kx_dictkeys *dk, const char *slot) {
     switch (dk->dk_log2_index_bytes - dk->dk_log2_size) {
@@ -732,22 +738,9 @@ int64_t kx_refresh_cached(uintptr_t cache, uintptr_t keys_list, uintptr_t vals_l
 #ifdef KX_DICT_PREFETCH
         if (pf) {
             if (i + 16 < n) __builtin_prefetch(PyList_GET_ITEM(keys, (Py_ssize_t)(i + 16)));
-            if (i == 0) {                          /* prime the pipeline */
-                for (size_t j = 0; j < 8 && j < n; j++) {
-                    PyObject *kj = PyList_GET_ITEM(keys, (Py_ssize_t)j);
-                    Py_hash_t h = PyBytes_CheckExact(kj) ? PyObject_Hash(kj) : -1;
-                    slots[j & 15] = h == -1 ? NULL : kx_dict_slot(dk, h);
-                    if (slots[j & 15]) __builtin_prefetch(slots[j & 15]);
-                }
-            }
-            if (i + 8 < n) {
-                PyObject *kj = PyList_GET_ITEM(keys, (Py_ssize_t)(i + 8));
-                Py_hash_t h = PyBytes_CheckExact(kj) ? PyObject_Hash(kj) : -1;
-                if (h == -1) PyErr_Clear();
-                const char *sl = h == -1 ? NULL : kx_dict_slot(dk, h);
-                slots[(i + 8) & 15] = sl;
-                if (sl) __builtin_prefetch(sl);
-            }
+            if (i == 0)                            /* prime the pipeline */
+                for (size_t j = 0; j < 8 && j < n; j++) slots[j & 15] = kx_dict_peek(dk, keys, j);
+            if (i + 8 < n) slots[(i + 8) & 15] = kx_dict_peek(dk, keys, i + 8);
             if (i + 4 < n && slots[(i + 4) & 15]) {
                 Py_ssize_t ix = kx_dict_ix(dk, slots[(i + 4) & 15]);
                 if (ix >= 0 && ix < dk->dk_nentries) __builtin_prefetch(&entries[ix]);

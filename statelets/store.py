@@ -30,8 +30,8 @@ from uring import DmaFile, Ring
 from uring.curio_compat import curio
 
 from . import record, segment as seg
-from .keyindex import MASK32 as _MASK32, RID_ORD as _RID_ORD, RID_SEG as _RID_SEG
 from .cache_refresh import refresh_cached
+from .keyindex import MASK32 as _MASK32, RID_ORD as _RID_ORD, RID_SEG as _RID_SEG
 from .keyindex import new_index, rids as _rids
 from .errors import CorruptionError, StateletError, StoreFailed
 from .snapshot import Manifest, fsync_dir, list_epochs, read_manifest, write_file_durably
@@ -702,8 +702,7 @@ class Store:
 
     def _recache(self, keys: list[bytes], values: list[bytes]) -> None:
         """Cached keys among ``keys`` stay cached, holding their new value (later pairs win)."""
-        if self._cache:
-            self._cache_bytes += refresh_cached(self._cache, keys, values)
+        self._cache_bytes += refresh_cached(self._cache, keys, values)
 
     async def delete(self, key: bytes) -> None:
         """Remove ``key`` (a no-op if absent)."""

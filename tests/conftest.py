@@ -33,6 +33,12 @@ def io_uring_skip_reason() -> str | None:
     return None
 
 
+#: Marks a test (or, as ``pytestmark``, a module) that needs the io_uring
+#: backend: skipped with the reason where this process falls back.
+needs_io_uring = pytest.mark.skipif(io_uring_skip_reason() is not None,
+                                    reason=io_uring_skip_reason() or "")
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     """The name of the backend a test runs on; io_uring is skipped where it is missing."""

@@ -6,64 +6,55 @@ from __future__ import annotations
 import os
 import threading
 
-import pytest
-
 import uring
 from uring import Ring
-from uring.curio_compat import curio
 
-from conftest import io_uring_skip_reason
+from conftest import needs_io_uring
+
+pytestmark = needs_io_uring
+
+
+async def _late_read(ring: Ring, fds: tuple[int, int], delay: float) -> None:
+    """Read one byte of pipe ``fds`` that a thread writes ``delay`` s later: no
+    timer caps the spin, which runs its whole length and misses."""
+    r, w = fds
+    timer = threading.Timer(delay, os.write, (w, b"z"))
+    timer.start()
+    try:
+        assert await ring.read(r, bytearray(1), 0) == 1
+    finally:
+        timer.join()
+
+
+def _with_pipe(spin_us: int, body) -> None:
+    async def main():
+        async with Ring(backend="io_uring", spin_us=spin_us) as ring:
+            assert ring.wait_mode == "selector"
+            fds = os.pipe()
+            try:
+                await body(ring, fds)
+            finally:
+                os.close(fds[0])
+                os.close(fds[1])
+    uring.run(main)
 
 
 def test_spin_halves_after_a_miss_and_recovers_on_a_catch():
-    why = io_uring_skip_reason()
-    if why:
-        pytest.skip(why)
-
-    async def main():
-        async with Ring(backend="io_uring", spin_us=1000) as ring:
-            assert ring.wait_mode == "selector"
-            assert ring.stats()["spin_next_us"] == 1000
-            r, w = os.pipe()
-            try:
-                # Completes 50 ms later, from a thread: no timer caps the spin,
-                # which runs its full 1 ms and misses.
-                timer = threading.Timer(0.05, os.write, (w, b"z"))
-                timer.start()
-                buf = bytearray(1)
-                assert await ring.read(r, buf, 0) == 1
-                timer.join()
-                assert ring.stats()["spin_next_us"] == 500
-                timer = threading.Timer(0.05, os.write, (w, b"z"))
-                timer.start()
-                assert await ring.read(r, buf, 0) == 1
-                timer.join()
-                assert ring.stats()["spin_next_us"] == 250
-                # A nop completes inside the submit: the spin catches it.
-                assert await ring.nop() == 0
-                assert ring.stats()["spin_next_us"] == 1000
-            finally:
-                os.close(r)
-                os.close(w)
-    uring.run(main)
+    async def body(ring, fds):
+        assert ring.stats()["spin_next_us"] == 1000
+        await _late_read(ring, fds, 0.05)
+        assert ring.stats()["spin_next_us"] == 500
+        await _late_read(ring, fds, 0.05)
+        assert ring.stats()["spin_next_us"] == 250
+        # A nop completes inside the submit: the spin catches it.
+        assert await ring.nop() == 0
+        assert ring.stats()["spin_next_us"] == 1000
+    _with_pipe(1000, body)
 
 
 def test_spin_never_drops_below_a_sixteenth():
-    why = io_uring_skip_reason()
-    if why:
-        pytest.skip(why)
-
-    async def main():
-        async with Ring(backend="io_uring", spin_us=320) as ring:
-            r, w = os.pipe()
-            try:
-                for _ in range(8):
-                    timer = threading.Timer(0.01, os.write, (w, b"z"))
-                    timer.start()
-                    assert await ring.read(r, bytearray(1), 0) == 1
-                    timer.join()
-                assert ring.stats()["spin_next_us"] == 20
-            finally:
-                os.close(r)
-                os.close(w)
-    uring.run(main)
+    async def body(ring, fds):
+        for _ in range(8):
+            await _late_read(ring, fds, 0.01)
+        assert ring.stats()["spin_next_us"] == 20
+    _with_pipe(320, body)

@@ -12,14 +12,7 @@ import uring
 from uring import Ring
 from uring.curio_compat import curio
 
-from conftest import io_uring_skip_reason
-
-
-@pytest.fixture
-def io_uring_only() -> None:
-    why = io_uring_skip_reason()
-    if why:
-        pytest.skip(why)
+from conftest import needs_io_uring
 
 
 async def _nops(ring: Ring, tasks: int, each: int) -> None:
@@ -31,8 +24,9 @@ async def _nops(ring: Ring, tasks: int, each: int) -> None:
         await t.join()
 
 
+@needs_io_uring
 @pytest.mark.parametrize("attached", [True, False], ids=["selector", "tasks"])
-def test_inline_completions_grow_the_early_size_and_device_waits_reset_it(io_uring_only, attached):
+def test_inline_completions_grow_the_early_size_and_device_waits_reset_it(attached):
     async def main():
         async with Ring(entries=64, backend="io_uring", flush_threshold=4) as ring:
             assert ring.stats()["early_submit"] == 4
@@ -72,7 +66,8 @@ def test_flush_threshold_is_checked(backend):
             Ring(backend=backend, flush_threshold=bad)
 
 
-def test_flush_threshold_above_the_sq_size_acts_as_the_sq_size(io_uring_only):
+@needs_io_uring
+def test_flush_threshold_above_the_sq_size_acts_as_the_sq_size():
     async def main():
         async with Ring(entries=16, backend="io_uring", flush_threshold=1000) as ring:
             assert ring.stats()["early_submit"] == 16

@@ -10,7 +10,7 @@ import uring
 from uring import Ring, RingClosedError
 from uring.curio_compat import curio
 
-from conftest import io_uring_skip_reason, run_in_ring
+from conftest import needs_io_uring, run_in_ring
 
 BAD_OFFSETS = [-1, 2**64, 1.5, "0"]
 
@@ -34,12 +34,9 @@ def test_bad_offset_is_a_value_error_and_the_ring_goes_on(backend, data_dir, off
     run_in_ring(backend, body)
 
 
+@needs_io_uring
 @pytest.mark.parametrize("fd", [2**40, -(2**40), None], ids=repr)
 def test_bad_fd_is_a_value_error_on_io_uring(fd):
-    why = io_uring_skip_reason()
-    if why:
-        pytest.skip(why)
-
     async def body(ring):
         with pytest.raises(ValueError, match="invalid argument for read"):
             await ring.read(fd, bytearray(8), 0)
@@ -48,11 +45,8 @@ def test_bad_fd_is_a_value_error_on_io_uring(fd):
     run_in_ring("io_uring", body)
 
 
+@needs_io_uring
 def test_prep_entry_point_is_bound_to_its_ring_and_refuses_after_close():
-    why = io_uring_skip_reason()
-    if why:
-        pytest.skip(why)
-
     async def main():
         async with Ring(backend="io_uring") as ring:
             prep = ring._prep
@@ -68,11 +62,8 @@ def test_prep_entry_point_is_bound_to_its_ring_and_refuses_after_close():
     uring.run(main)
 
 
+@needs_io_uring
 def test_two_rings_prep_into_their_own_queues():
-    why = io_uring_skip_reason()
-    if why:
-        pytest.skip(why)
-
     async def main():
         async with Ring(backend="io_uring") as a, Ring(backend="io_uring") as b:
             results = []

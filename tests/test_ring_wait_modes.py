@@ -18,10 +18,9 @@ import uring.uring_ring as uring_ring
 from uring import DmaFile, Ring, RingClosedError, RingSelector, UringError
 from uring.curio_compat import curio
 
-from conftest import io_uring_skip_reason
+from conftest import needs_io_uring
 
-pytestmark = pytest.mark.skipif(io_uring_skip_reason() is not None,
-                                reason=io_uring_skip_reason() or "")
+pytestmark = needs_io_uring
 
 RUNNERS = {"selector": uring.run, "tasks": curio.run}
 

@@ -463,7 +463,7 @@ int ur_prep_batch(struct ur_ring *r, unsigned n, const uint8_t *ops, const int32
     return (int)i;
 }
 
-static inline unsigned ur_cq_count(struct ur_ring *r) {
+unsigned ur_cq_ready(struct ur_ring *r) {
     return __atomic_load_n(r->cq_ktail, __ATOMIC_ACQUIRE) - *r->cq_khead;
 }
 
@@ -488,7 +488,7 @@ int ur_submit(struct ur_ring *r, unsigned min_complete) {
     if (n) __atomic_store_n(r->sq_ktail, r->sq_tail, __ATOMIC_RELEASE);
     if (!n && !min_complete) return 0;
     unsigned flags = min_complete ? IORING_ENTER_GETEVENTS : 0;
-    unsigned before = ur_cq_count(r);
+    unsigned before = ur_cq_ready(r);
     long ret;
     do {
         ret = syscall(__NR_io_uring_enter, r->fd, n, min_complete, flags, NULL, 0);
@@ -498,7 +498,7 @@ int ur_submit(struct ur_ring *r, unsigned min_complete) {
     /* SUBMIT_ALL: the kernel consumed every SQE or none (an error). */
     r->sqes_submitted += (uint64_t)ret;
     r->pending -= (unsigned)ret <= n ? (unsigned)ret : n;
-    if (!min_complete && ret > 0) ur_adapt_early(r, (unsigned)ret, ur_cq_count(r) - before);
+    if (!min_complete && ret > 0) ur_adapt_early(r, (unsigned)ret, ur_cq_ready(r) - before);
     return (int)ret;
 }
 
@@ -561,10 +561,6 @@ int ur_cancel_poll(struct ur_ring *r) {
     sqe->addr = UR_POLL_UD;
     sqe->user_data = UR_CANCEL_BIT | UR_SLOT_MASK;
     return 1;
-}
-
-unsigned ur_cq_ready(struct ur_ring *r) {
-    return __atomic_load_n(r->cq_ktail, __ATOMIC_ACQUIRE) - *r->cq_khead;
 }
 
 unsigned ur_sq_space(struct ur_ring *r) {

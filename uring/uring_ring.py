@@ -488,7 +488,7 @@ class UringRing(Ring):
         _pin_buffers(self._keep[slot], 1)
         if self._r is None or self._cancels_in_flight >= CANCEL_HEADROOM:
             return                      # it will complete on its own
-        if lib.ur_prep(self._r, op.ASYNC_CANCEL, -1, ud, 0, 0, 0, CANCEL_BIT | slot, -1) == 0:
+        if self._prep(op.ASYNC_CANCEL, -1, ud, 0, 0, 0, CANCEL_BIT | slot, -1) == 0:
             self._cancels += 1
             self._submit_now()
 
