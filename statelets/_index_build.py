@@ -228,13 +228,17 @@ static int kx_reserve(kx_index *ix, size_t more) {
     uint64_t cap = ix->mask + 1;
     if ((ix->n + more) * 4 <= cap * 3) return 0;
     while ((ix->n + more) * 4 > cap * 3) cap *= 2;
-    kx_slot *ns = kx_map(cap * sizeof(kx_slot));
+    /* Grow the table in place and rebuild it from the entries: the old pages
+       are reused (zeroing them here costs far less than faulting in fresh
+       ones, which a new table would need on top), only the new part is fresh. */
+    uint64_t old = ix->mask + 1;
+    kx_slot *ns = kx_remap(ix->slots, old * sizeof(kx_slot), cap * sizeof(kx_slot));
     if (!ns) return -1;
-    for (uint64_t i = 0; i <= ix->mask; i++)
-        if (ix->slots[i].hash) kx_place(ns, cap - 1, ix->slots[i]);
-    munmap(ix->slots, (ix->mask + 1) * sizeof(kx_slot));
+    memset(ns, 0, old * sizeof(kx_slot));
     ix->slots = ns;
     ix->mask = cap - 1;
+    for (size_t i = 0; i < ix->nent; i++)
+        if (ix->ents[i].hash) kx_place(ns, cap - 1, (kx_slot){ix->ents[i].hash, (uint32_t)i});
     return 0;
 }
 
