@@ -602,8 +602,8 @@ int64_t kx_measure(uintptr_t keys_list, uintptr_t vals_list, size_t n, const cha
    with an empty value where kinds says so (kinds NULL: all puts). For each,
    rlens[j], offs[j] (base + its position in out), klens[j] and seqs_out[j]
    are filled and its key appended to the bytearray key_blob (grown by at most
-   key_room bytes). Returns the number encoded (the bytes used in *used), or
-   -1 when the key blob cannot grow. */
+   key_room bytes). Returns the number encoded (the bytes used in used[0], the
+   key bytes appended in used[1]), or -1 when the key blob cannot grow. */
 int64_t kx_encode(uintptr_t keys_list, uintptr_t vals_list, size_t i0, size_t n,
                   const char *kinds, uint64_t seq0, const uint64_t *seqs,
                   char *out, size_t cap, uint64_t base,
@@ -663,7 +663,8 @@ int64_t kx_encode(uintptr_t keys_list, uintptr_t vals_list, size_t i0, size_t n,
         uint32_t crc = crc32c_update(0, rec + 4, rlens[q] - 4);
         memcpy(rec, &crc, 4);
     }
-    *used = (uint64_t)(p - (uint8_t *)out);
+    used[0] = (uint64_t)(p - (uint8_t *)out);
+    used[1] = (uint64_t)(kb - kb0);
     /* shrinking never fails */
     PyByteArray_Resize(blob, blob0 + (Py_ssize_t)(kb - kb0));
     PyGILState_Release(gil);

@@ -72,14 +72,17 @@ def measure_batch(keys: list[bytes], values: list[Any], kinds: bytes | None = No
 
 
 class Encoded:
-    """Records encoded from a batch: ``count`` pairs, their bytes and hint columns."""
+    """Records encoded from a batch: ``count`` pairs, their bytes and hint columns.
 
-    __slots__ = ("count", "data", "lens", "offs", "klens", "seqs")
+    ``key_bytes`` is the sum of ``klens`` (what the encoder appended to the key blob).
+    """
+
+    __slots__ = ("count", "data", "lens", "offs", "klens", "seqs", "key_bytes")
 
     def __init__(self, count: int, data: Any, lens: array, offs: array, klens: array,
-                 seqs: array) -> None:
+                 seqs: array, key_bytes: int) -> None:
         self.count, self.data, self.lens, self.offs = count, data, lens, offs
-        self.klens, self.seqs = klens, seqs
+        self.klens, self.seqs, self.key_bytes = klens, seqs, key_bytes
 
 
 def encode_batch(keys: list[bytes], values: list[Any], kinds: bytes | None, seq0: int,
@@ -97,7 +100,7 @@ def encode_batch(keys: list[bytes], values: list[Any], kinds: bytes | None, seq0
     cap = len(out)
     m = min(len(keys) - start, cap // HEADER_SIZE)
     if m <= 0:
-        return Encoded(0, b"", array("I"), array("I"), array("I"), array("Q"))
+        return Encoded(0, b"", array("I"), array("I"), array("I"), array("Q"), 0)
     lens, offs, klens = array("I", bytes(4 * m)), array("I", bytes(4 * m)), array("I", bytes(4 * m))
     seqs_out = array("Q", bytes(8 * m))
     if _klib is not None:
@@ -112,9 +115,9 @@ def encode_batch(keys: list[bytes], values: list[Any], kinds: bytes | None, seq0
                                 id(key_blob), key_room, _kout)
         if count < 0:
             raise MemoryError("cannot grow a segment's key blob (out of memory)")
-        used = _kout[0]
+        used, key_bytes = _kout[0], _kout[1]
     else:                            # pragma: no cover - without the C extension
-        count = used = 0
+        count = used = key_bytes = 0
         for j in range(m):
             i = start + j
             delete = kinds is not None and kinds[i] == DELETE
@@ -125,10 +128,11 @@ def encode_batch(keys: list[bytes], values: list[Any], kinds: bytes | None, seq0
             out[used:used + len(rec)] = rec
             lens[j], offs[j], klens[j], seqs_out[j] = len(rec), base + used, len(keys[i]), seq
             key_blob += keys[i]
+            key_bytes += len(keys[i])
             used += len(rec)
             count += 1
     del lens[count:], offs[count:], klens[count:], seqs_out[count:]
-    return Encoded(count, memoryview(out)[:used], lens, offs, klens, seqs_out)
+    return Encoded(count, memoryview(out)[:used], lens, offs, klens, seqs_out, key_bytes)
 
 
 def record_size(key: bytes, value: Any, kind: int = PUT) -> int:

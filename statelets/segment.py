@@ -158,7 +158,7 @@ class ActiveSegment:
                                             key_bytes)
             lens.extend(enc.lens)
             total -= len(enc.data)
-            key_bytes -= sum(enc.klens)
+            key_bytes -= enc.key_bytes
             pos += enc.count
         return first, lens
 

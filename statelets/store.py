@@ -808,7 +808,7 @@ class Store:
                     continue
                 self._apply(enc, keys, vals, kinds, pos, first, recache)
                 pos += enc.count
-                key_bytes -= sum(enc.klens)
+                key_bytes -= enc.key_bytes
                 if pos < n:
                     await self.pause()
         except BaseException as exc:

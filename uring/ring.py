@@ -166,6 +166,16 @@ class Ring:
         """Operations submitted and not yet completed (0 for the sync backend)."""
         return 0
 
+    def submit(self) -> int:
+        """Hand every prepared operation to the kernel now; returns how many.
+
+        Operations are normally submitted at the end of a scheduler pass (or
+        once ``flush_threshold`` are pending). A task that starts a long
+        operation and then keeps the core busy calls this so the device works
+        meanwhile. A no-op on the sync backend, whose operations never wait.
+        """
+        return 0
+
     def stats(self) -> dict[str, Any]:
         """JSON-able I/O stats: backend, ops/bytes/errors by kind, latency, batching."""
         raise NotImplementedError

@@ -120,6 +120,13 @@ class DmaStreamWriter:
         self._writes.append(task)
         self._buf, self._fill = None, 0
         self._base += self.buffer_size
+        # Let the write task prepare its operation (it is ahead of us in the
+        # ready queue) and hand it to the kernel now. A caller that appends in
+        # a loop without waiting would otherwise keep it unsubmitted until
+        # write_behind buffers are full, then stall while all of them are
+        # written: the device and the caller would take turns.
+        await curio.sleep(0)
+        self.file.ring.submit()
 
     async def _write_buffer(self, buf: DmaBuffer, base: int) -> None:
         try:

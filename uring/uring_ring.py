@@ -397,6 +397,14 @@ class UringRing(Ring):
         return "selector" if self._selector is not None else "tasks"
 
     # -- submission ------------------------------------------------------------
+    def submit(self) -> int:
+        r = self._r
+        if r is None or not r.pending:
+            return 0
+        n = r.pending
+        self._submit_now()
+        return n - r.pending
+
     def _submit_now(self) -> None:
         if self._r.pending == 0:
             self._pending = 0
