@@ -5,6 +5,7 @@ pass of them costs one syscall; an operation that goes to a device or waits
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -74,3 +75,66 @@ def test_flush_threshold_above_the_sq_size_acts_as_the_sq_size():
             await _nops(ring, 40, 10)
     uring.run(main)
 
+
+
+@needs_io_uring
+def test_a_cpu_bound_loop_submits_once_per_pass_and_a_waiting_one_at_once(data_dir):
+    """Under uring.run, a loop that hardly waits for 10 ms windows counts as
+    CPU-bound (``stats()["cpu_bound"]``): device reads stop resetting the early
+    size, so a pass's operations go in one syscall. Once the loop waits for
+    the device again, the size is back at ``flush_threshold``."""
+    path = os.path.join(data_dir, "blocks.dat")
+    with open(path, "wb") as f:
+        f.write(os.urandom(64 * 4096))
+
+    def burn(seconds: float) -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+
+    async def main():
+        async with Ring(entries=64, backend="io_uring", flush_threshold=4) as ring:
+            f = await uring.DmaFile.open(path, "r", ring=ring)
+            seen = {}
+            stop = [False]
+
+            async def busy(i: int) -> None:
+                buf = ring.buffers.get(4096)
+                try:
+                    while not stop[0]:
+                        await f.read_into(buf, (i * 7 % 64) * 4096)
+                        burn(0.0005)        # far longer than a 4 KiB read
+                finally:
+                    buf.release()
+
+            group = [await curio.spawn(busy, i) for i in range(16)]
+            await curio.sleep(0.3)
+            st = ring.stats()
+            seen["busy"] = (st["cpu_bound"], st["early_submit"])
+            calls0, ops0 = st["enter_calls"], st["sqes_submitted"]
+            await curio.sleep(0.2)
+            st = ring.stats()
+            seen["sqes_per_enter"] = (st["sqes_submitted"] - ops0) / max(1, st["enter_calls"] - calls0)
+            stop[0] = True
+            for t in group:
+                await t.join()
+            # Waiting reads (empty pipes) for a few windows: the loop is idle.
+            r, w = os.pipe()
+            try:
+                reader = await curio.spawn(ring.read, r, bytearray(4), 0)
+                await curio.sleep(0.05)
+                st = ring.stats()
+                seen["waiting"] = (st["cpu_bound"], st["early_submit"])
+                os.write(w, b"done")
+                assert await reader.join() == 4
+            finally:
+                os.close(r)
+                os.close(w)
+            await f.close()
+            return seen
+
+    seen = uring.run(main)
+    cpu_bound, early = seen["busy"]
+    assert cpu_bound and early > 4, seen
+    assert seen["sqes_per_enter"] > 4, seen
+    assert seen["waiting"] == (False, 4), seen

@@ -37,6 +37,9 @@ struct ur_ring {
     unsigned early;                /* pending SQEs that are submitted before the pass ends */
     unsigned early_min, early_max; /* ...its range (see ur_submit) */
     int64_t spin_budget;           /* the next spin's length (ns; 0: the full spin) */
+    unsigned cpu_bound;            /* the last window's loop hardly waited (see ur_select) */
+    uint64_t idle_ns;              /* time ur_select spent spinning or asleep */
+    uint64_t win_start, win_idle;  /* the current window: its start and idle_ns then */
     uint64_t ops[UR_MAX_OPS];
     uint64_t bytes[UR_MAX_OPS];
     uint64_t errors[UR_MAX_OPS];
@@ -173,6 +176,9 @@ struct ur_ring {
     unsigned early;
     unsigned early_min, early_max;
     int64_t spin_budget;           /* the next spin's length (ns), see ur_select */
+    unsigned cpu_bound;            /* the last window's loop hardly waited, see ur_select */
+    uint64_t idle_ns;              /* time ur_select spent spinning or asleep */
+    uint64_t win_start, win_idle;
     uint64_t ops[UR_MAX_OPS];
     uint64_t bytes[UR_MAX_OPS];
     uint64_t errors[UR_MAX_OPS];
@@ -473,14 +479,26 @@ unsigned ur_cq_ready(struct ur_ring *r) {
    hits, cached metadata), where each early submit is one more syscall. So
    the early-submit size doubles, up to early_max, after a submit whose
    operations all completed during the call, and drops back to early_min
-   after one where any did not (device I/O decides at once). */
+   after one where any did not (device I/O decides at once) -- unless the
+   loop is CPU-bound (see UR_WINDOW_NS). */
+static void ur_grow_early(struct ur_ring *r) {
+    unsigned e = r->early * 2;
+    r->early = e < r->early_max ? e : r->early_max;
+}
+
+/* A loop that hardly waits (idle under a tenth of a window of UR_WINDOW_NS)
+   is CPU-bound: the device already holds more than the loop keeps up with,
+   and an early submit only adds an io_uring_enter per few operations (a
+   third of a CPU-bound store read's kernel time, measured). Such a loop
+   submits once per pass: the early size grows as for inline completions.
+   A loop that waits a good part of the time (over a quarter: the gap keeps
+   a loop near the line from flapping) waits for the device, which should
+   then get each operation as soon as it is prepared. */
+#define UR_WINDOW_NS 10000000ull
+
 static void ur_adapt_early(struct ur_ring *r, unsigned submitted, unsigned completed) {
-    if (completed >= submitted) {
-        unsigned e = r->early * 2;
-        r->early = e < r->early_max ? e : r->early_max;
-    } else {
-        r->early = r->early_min;
-    }
+    if (completed >= submitted) ur_grow_early(r);
+    else if (!r->cpu_bound) r->early = r->early_min;
 }
 
 int ur_submit(struct ur_ring *r, unsigned min_complete) {
@@ -624,7 +642,9 @@ int ur_reap(struct ur_ring *r, uint32_t *slots, int32_t *res, unsigned max) {
 int ur_select(struct ur_ring *r, int block, int64_t timeout_ns, int64_t spin_ns, int epfd,
               uint32_t *slots, int32_t *res, unsigned max, int *epoll_ready) {
     int rc = 0;
+    if (r->cpu_bound) ur_grow_early(r);
     if (block && ur_cq_ready(r) == 0) {
+        uint64_t w0 = now_ns();
         if (!r->poll_armed && ur_arm_poll(r, epfd) < 0) {
             ur_submit(r, 0);                   /* SQ full: make room */
             ur_arm_poll(r, epfd);
@@ -655,8 +675,19 @@ int ur_select(struct ur_ring *r, int block, int64_t timeout_ns, int64_t spin_ns,
             if (timeout_ns > 0) timeout_ns = timeout_ns > (int64_t)(t - t0) ? timeout_ns - (int64_t)(t - t0) : 0;
         }
         if (ur_cq_ready(r) == 0 && (rc >= 0 || rc == -EAGAIN || rc == -EBUSY)) rc = ur_wait(r, timeout_ns);
+        r->idle_ns += now_ns() - w0;
     } else if (r->pending) {
         rc = ur_submit(r, 0);
+    }
+    /* Judged after the wait, so that a loop that just slept long is no
+       longer taken for a CPU-bound one by the operations it prepares next. */
+    uint64_t now = now_ns(), span = now - r->win_start;
+    if (span >= UR_WINDOW_NS) {
+        uint64_t idle = r->idle_ns - r->win_idle;
+        r->cpu_bound = r->cpu_bound ? idle * 4 < span : idle * 10 < span;
+        if (!r->cpu_bound) r->early = r->early_min;
+        r->win_start = now;
+        r->win_idle = r->idle_ns;
     }
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) return rc;
     int n = ur_reap(r, slots, res, max);

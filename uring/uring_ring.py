@@ -837,6 +837,7 @@ class UringRing(Ring):
             extra={"wait": self.wait_mode, "sq_entries": self.sq_entries,
                    "early_submit": self._early,
                    "spin_next_us": (r.spin_budget or self.spin_us * 1000) // 1000,
+                   "cpu_bound": bool(r.cpu_bound),
                    "cq_entries": self.cq_entries,
                    "cq_overflow": r.cq_overflow, "buffers": self.buffers.stats(),
                    "sync_fallback_ops": dict(self._fallback_ops)})
