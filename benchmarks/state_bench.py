@@ -701,13 +701,15 @@ async def bench(args: argparse.Namespace, data: Data, root: str, watchdog: Watch
             tasks = [await curio.spawn(worker) for _ in range(COLD_TASKS)]
             try:
                 await curio.sleep(warmup)
-                c0, t0 = count[0], clock()
+                c0, t0, p0 = count[0], clock(), time.process_time()
                 r0 = ring_bytes(ring, "read")[0]
                 rs0 = ring.stats()
                 due[0] = t0 + duration
                 await curio.sleep(duration)
-                c1, t1 = count[0], clock()
+                c1, t1, p1 = count[0], clock(), time.process_time()
                 r1 = ring_bytes(ring, "read")[0]
+                m["cold_cpu_s"] = m.get("cold_cpu_s", 0.0) + p1 - p0
+                m["cold_gets"] = m.get("cold_gets", 0) + c1 - c0
                 rs1 = ring.stats()
                 for k in ("enter_calls", "sqes_submitted"):
                     m[f"cold_{k}"] = m.get(f"cold_{k}", 0) + rs1.get(k, 0) - rs0.get(k, 0)
@@ -969,6 +971,8 @@ def main(argv: list[str] | None = None) -> int:
         "cold_cache_mib": round(live / 4 / MiB, 1),
         "cold_get_t128_sqes_per_enter": (round(m["cold_sqes_submitted"] / m["cold_enter_calls"], 2)
                                          if m.get("cold_enter_calls") else None),
+        "cold_get_t128_cpu_us_per_get": (round(m["cold_cpu_s"] / m["cold_gets"] * 1e6, 2)
+                                         if m.get("cold_gets") else None),
         "write_amplification": None if wa is None else round(wa, 3),
         "space_amplification": round(sa, 3),
         "amp_user_bytes": amp["user_bytes"],
@@ -1065,7 +1069,8 @@ def main(argv: list[str] | None = None) -> int:
             f"mirrored legs per side",
             f"cold get: cache {live / 4 / MiB:.1f} MiB = live/4; hit ratio "
             f"{figures['cold_get_t128_cache_hit_ratio']:.2f} (1 - disk reads/gets); "
-            f"{fmt(figures['cold_get_t128_sqes_per_enter'])} SQEs per io_uring_enter; "
+            f"{fmt(figures['cold_get_t128_sqes_per_enter'])} SQEs per io_uring_enter, "
+            f"{fmt(figures['cold_get_t128_cpu_us_per_get'])} us CPU per get (process time); "
             + (f"fio over {m['fio_files']} segment files ({m['fio_mib']} MiB)"
                if fio is not None else
                "fio not found: install with apt-get install -y fio (ratio skipped)"),
