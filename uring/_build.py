@@ -684,8 +684,9 @@ int ur_select(struct ur_ring *r, int block, int64_t timeout_ns, int64_t spin_ns,
     uint64_t now = now_ns(), span = now - r->win_start;
     if (span >= UR_WINDOW_NS) {
         uint64_t idle = r->idle_ns - r->win_idle;
-        r->cpu_bound = r->cpu_bound ? idle * 4 < span : idle * 10 < span;
-        if (!r->cpu_bound) r->early = r->early_min;
+        unsigned was = r->cpu_bound;
+        r->cpu_bound = was ? idle * 4 < span : idle * 10 < span;
+        if (was && !r->cpu_bound) r->early = r->early_min;
         r->win_start = now;
         r->win_idle = r->idle_ns;
     }
