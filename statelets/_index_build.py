@@ -197,6 +197,13 @@ static inline void kx_place(kx_slot *ns, uint64_t mask, kx_slot v) {
     ns[j] = v;
 }
 
+/* Point the (zeroed) table at every live entry: the slots hold nothing the
+   entries do not, so a rebuild never reads the old table. */
+static void kx_place_entries(kx_index *ix) {
+    for (size_t i = 0; i < ix->nent; i++)
+        if (ix->ents[i].hash) kx_place(ix->slots, ix->mask, (kx_slot){ix->ents[i].hash, (uint32_t)i});
+}
+
 /* Drop the removed keys' entries (when they are most of the array) and
    rebuild the table over what is left, in the same order. */
 static void kx_compact_entries(kx_index *ix) {
@@ -205,8 +212,7 @@ static void kx_compact_entries(kx_index *ix) {
         if (ix->ents[i].hash) ix->ents[w++] = ix->ents[i];
     ix->nent = w;
     memset(ix->slots, 0, (ix->mask + 1) * sizeof(kx_slot));
-    for (size_t i = 0; i < w; i++)
-        kx_place(ix->slots, ix->mask, (kx_slot){ix->ents[i].hash, (uint32_t)i});
+    kx_place_entries(ix);
 }
 
 /* Room for `more` new keys: the table at a load factor of at most 3/4 and
@@ -237,8 +243,7 @@ static int kx_reserve(kx_index *ix, size_t more) {
     memset(ns, 0, old * sizeof(kx_slot));
     ix->slots = ns;
     ix->mask = cap - 1;
-    for (size_t i = 0; i < ix->nent; i++)
-        if (ix->ents[i].hash) kx_place(ns, cap - 1, (kx_slot){ix->ents[i].hash, (uint32_t)i});
+    kx_place_entries(ix);
     return 0;
 }
 

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
 from uring import DmaFile, DmaStreamWriter
 from uring.curio_compat import curio
 
-from conftest import needs_io_uring
+from conftest import needs_io_uring, run_in_ring
 
 BUF = 64 << 10
 
@@ -30,7 +28,10 @@ def test_a_filled_buffer_is_written_while_the_producer_keeps_going(run, data_dir
             before = ring.stats()["sqes_submitted"]
             await w.write(block)             # fills the first buffer exactly
             submitted = ring.stats()["sqes_submitted"] - before
-            on_disk = os.pread(os.open(path, os.O_RDONLY), BUF, 0) if backend == "sync" else None
+            on_disk = None
+            if backend == "sync":
+                with open(path, "rb") as fh:
+                    on_disk = fh.read(BUF)
             await w.write(b"tail")
             await w.close()
             return submitted, on_disk
@@ -46,9 +47,7 @@ def test_a_filled_buffer_is_written_while_the_producer_keeps_going(run, data_dir
 
 
 @needs_io_uring
-def test_ring_submit_hands_prepared_operations_over_at_once(run, backend):
-    if backend != "io_uring":
-        pytest.skip("submit() only hands SQEs over on the io_uring backend")
+def test_ring_submit_hands_prepared_operations_over_at_once():
     async def go(ring):
         task = await curio.spawn(ring.nop)
         await curio.sleep(0)                 # the task prepares its nop and waits
@@ -57,14 +56,12 @@ def test_ring_submit_hands_prepared_operations_over_at_once(run, backend):
         await task.join()
         return pending, again
 
-    pending, again = run(go, flush_threshold=64)
+    pending, again = run_in_ring("io_uring", go, flush_threshold=64)
     assert pending >= 1 and again == 0
 
 
-def test_ring_submit_is_a_no_op_on_the_sync_backend(run, backend):
-    if backend != "sync":
-        pytest.skip("the sync backend's submit() is the one tested here")
+def test_ring_submit_is_a_no_op_on_the_sync_backend():
     async def go(ring):
         return ring.submit()
 
-    assert run(go) == 0
+    assert run_in_ring("sync", go) == 0

@@ -642,9 +642,10 @@ int ur_reap(struct ur_ring *r, uint32_t *slots, int32_t *res, unsigned max) {
 int ur_select(struct ur_ring *r, int block, int64_t timeout_ns, int64_t spin_ns, int epfd,
               uint32_t *slots, int32_t *res, unsigned max, int *epoll_ready) {
     int rc = 0;
+    uint64_t w0 = 0;                           /* when a wait began (0: none) */
     if (r->cpu_bound) ur_grow_early(r);
     if (block && ur_cq_ready(r) == 0) {
-        uint64_t w0 = now_ns();
+        w0 = now_ns();
         if (!r->poll_armed && ur_arm_poll(r, epfd) < 0) {
             ur_submit(r, 0);                   /* SQ full: make room */
             ur_arm_poll(r, epfd);
@@ -675,13 +676,13 @@ int ur_select(struct ur_ring *r, int block, int64_t timeout_ns, int64_t spin_ns,
             if (timeout_ns > 0) timeout_ns = timeout_ns > (int64_t)(t - t0) ? timeout_ns - (int64_t)(t - t0) : 0;
         }
         if (ur_cq_ready(r) == 0 && (rc >= 0 || rc == -EAGAIN || rc == -EBUSY)) rc = ur_wait(r, timeout_ns);
-        r->idle_ns += now_ns() - w0;
     } else if (r->pending) {
         rc = ur_submit(r, 0);
     }
     /* Judged after the wait, so that a loop that just slept long is no
        longer taken for a CPU-bound one by the operations it prepares next. */
     uint64_t now = now_ns(), span = now - r->win_start;
+    if (w0) r->idle_ns += now - w0;
     if (span >= UR_WINDOW_NS) {
         uint64_t idle = r->idle_ns - r->win_idle;
         unsigned was = r->cpu_bound;

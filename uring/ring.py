@@ -74,7 +74,9 @@ class Ring:
             (up to ``entries``) after each submit whose
             operations all completed inside the call (nops, page-cache hits:
             an early submit only adds a syscall there) and goes back to it
-            after one whose operations went to a device (io_uring only).
+            after one whose operations went to a device -- unless the loop
+            is CPU-bound (``stats()["cpu_bound"]``, under ``uring.run``),
+            when it keeps growing (io_uring only).
         spin_us: when the ring is the kernel's wait (``uring.run``, the
             reactor runtime), nothing is ready to run and operations are in
             flight, watch for completions this long before sleeping. A

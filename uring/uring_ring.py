@@ -8,8 +8,8 @@ How an operation travels (see IO_URING_NOTES.md for the measurements):
    cffi call and sleeps on the ring's :class:`_Waiters` scheduler.
 2. SQEs are submitted as soon as an early-submit size is pending (between
    ``flush_threshold`` and the SQ size: it grows while the kernel completes
-   submissions inside the call and drops back when they go to a device),
-   otherwise at the end of the scheduler pass.
+   submissions inside the call, or while the loop is CPU-bound, and drops back
+   when they go to a device), otherwise at the end of the scheduler pass.
 3. Completions are drained from the CQ into arrays with one call; each result
    becomes the sleeping task's trap result and the tasks are made ready.
 
@@ -399,7 +399,7 @@ class UringRing(Ring):
     # -- submission ------------------------------------------------------------
     def submit(self) -> int:
         r = self._r
-        if r is None or not r.pending:
+        if r is None:
             return 0
         n = r.pending
         self._submit_now()
