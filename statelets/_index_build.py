@@ -52,8 +52,10 @@ int64_t kx_measure(uintptr_t keys_list, uintptr_t vals_list, size_t n, const cha
 int64_t kx_encode(uintptr_t keys_list, uintptr_t vals_list, size_t i0, size_t n,
                   const char *kinds, uint64_t seq0, const uint64_t *seqs,
                   char *out, size_t cap, uint64_t base,
-                  uint32_t *rlens, uint32_t *offs, uint32_t *klens, uint64_t *seqs_out,
-                  uintptr_t key_blob, uint64_t key_room, uint64_t *used);
+                  uint32_t *rlens, uint32_t *offs, char *hint, size_t hcap, uint64_t *used);
+int64_t kx_hint_columns(const char *rows, size_t nbytes, size_t n, uint64_t *seqs,
+                        uint32_t *offs, uint32_t *lens, uint32_t *klens, char *kinds,
+                        char *keys, size_t key_cap);
 int64_t kx_refresh_cached(uintptr_t cache, uintptr_t keys_list, uintptr_t vals_list, size_t n,
                           int64_t *delta);
 """
@@ -120,23 +122,29 @@ static uint32_t kx_hash(const uint8_t *p, size_t n) {
     return r ? r : 1;
 }
 
-/* Table, entries and arena are anonymous mappings advised as transparent
-   huge pages (where THP is "madvise", the usual default): a random probe
-   into a big table otherwise pays a TLB miss and a page-table walk, and
-   growing pays a page fault per 4 KiB. Mappings start zeroed. */
+/* Table, entries and arena are anonymous mappings that grow in place
+   (mremap). Only the table is advised as transparent huge pages (where THP
+   is "madvise", the usual default): a random probe into a big table
+   otherwise pays a TLB miss and a page-table walk, and growing it rewrites
+   pages it already has. Entries and arena are appended in order, so their
+   fresh memory is what an insert pays for, and on the reference VM fresh
+   huge pages cost more and vary more than 4 KiB ones: a million fresh keys
+   took 100-160 ns/key with all three advised, 72-76 with the table alone
+   (.bench-tmp/kx2.py, alternating processes), and random lookups were
+   within 3 %. Mappings start zeroed. */
 #define KX_HUGE ((size_t)2 << 20)
 
-static void *kx_map(size_t bytes) {
+static void *kx_map(size_t bytes, int huge) {
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return NULL;
-    if (bytes >= KX_HUGE) madvise(p, bytes, MADV_HUGEPAGE);
+    if (huge && bytes >= KX_HUGE) madvise(p, bytes, MADV_HUGEPAGE);
     return p;
 }
 
-static void *kx_remap(void *p, size_t old, size_t bytes) {
+static void *kx_remap(void *p, size_t old, size_t bytes, int huge) {
     void *q = mremap(p, old, bytes, MREMAP_MAYMOVE);
     if (q == MAP_FAILED) return NULL;
-    if (bytes >= KX_HUGE) madvise(q, bytes, MADV_HUGEPAGE);
+    if (huge && bytes >= KX_HUGE) madvise(q, bytes, MADV_HUGEPAGE);
     return q;
 }
 
@@ -152,9 +160,9 @@ static inline kx_entry *kx_ent(const kx_index *ix, const kx_slot *s) { return &i
 kx_index *kx_new(void) {
     kx_index *ix = calloc(1, sizeof *ix);
     if (!ix) return NULL;
-    ix->slots = kx_map(KX_SLOTS0 * sizeof(kx_slot));
-    ix->ents = kx_map(KX_ENTS0 * sizeof(kx_entry));
-    ix->arena = kx_map(4096);
+    ix->slots = kx_map(KX_SLOTS0 * sizeof(kx_slot), 1);
+    ix->ents = kx_map(KX_ENTS0 * sizeof(kx_entry), 0);
+    ix->arena = kx_map(4096, 0);
     if (!ix->slots || !ix->ents || !ix->arena) {
         if (ix->slots) munmap(ix->slots, KX_SLOTS0 * sizeof(kx_slot));
         if (ix->ents) munmap(ix->ents, KX_ENTS0 * sizeof(kx_entry));
@@ -226,7 +234,7 @@ static int kx_reserve(kx_index *ix, size_t more) {
         size_t cap = ix->ecap;
         while (ix->nent + more > cap) cap *= 2;
         if (cap > ((size_t)1 << 32)) return -1;          /* idx is 32 bits */
-        kx_entry *ne = kx_remap(ix->ents, ix->ecap * sizeof(kx_entry), cap * sizeof(kx_entry));
+        kx_entry *ne = kx_remap(ix->ents, ix->ecap * sizeof(kx_entry), cap * sizeof(kx_entry), 0);
         if (!ne) return -1;
         ix->ents = ne;
         ix->ecap = cap;
@@ -238,7 +246,7 @@ static int kx_reserve(kx_index *ix, size_t more) {
        are reused (zeroing them here costs far less than faulting in fresh
        ones, which a new table would need on top), only the new part is fresh. */
     uint64_t old = ix->mask + 1;
-    kx_slot *ns = kx_remap(ix->slots, old * sizeof(kx_slot), cap * sizeof(kx_slot));
+    kx_slot *ns = kx_remap(ix->slots, old * sizeof(kx_slot), cap * sizeof(kx_slot), 1);
     if (!ns) return -1;
     memset(ns, 0, old * sizeof(kx_slot));
     ix->slots = ns;
@@ -251,7 +259,7 @@ static int kx_reserve(kx_index *ix, size_t more) {
 static int kx_compact_arena(kx_index *ix) {
     size_t live = ix->alen - ix->garbage;
     size_t cap = live + 4096;
-    uint8_t *na = kx_map(cap);
+    uint8_t *na = kx_map(cap, 0);
     if (!na) return -1;
     size_t pos = 0;
     for (size_t i = 0; i < ix->nent; i++) {
@@ -278,7 +286,7 @@ static int kx_arena_room(kx_index *ix, size_t kl) {
     }
     size_t cap = ix->acap;
     while (ix->alen + kl > cap) cap *= 2;
-    uint8_t *na = kx_remap(ix->arena, ix->acap, cap);
+    uint8_t *na = kx_remap(ix->arena, ix->acap, cap, 0);
     if (!na) return -1;
     ix->arena = na;
     ix->acap = cap;
@@ -602,29 +610,25 @@ int64_t kx_measure(uintptr_t keys_list, uintptr_t vals_list, size_t n, const cha
 }
 
 /* Encode pairs i0, i0 + 1... (at most n) of a batch kx_measure accepted into
-   out, stopping before the first record that does not fit in cap bytes.
-   Record j gets seq seqs[j] (or seq0 + j when seqs is NULL) and kind DELETE
-   with an empty value where kinds says so (kinds NULL: all puts). For each,
-   rlens[j], offs[j] (base + its position in out), klens[j] and seqs_out[j]
-   are filled and its key appended to the bytearray key_blob (grown by at most
-   key_room bytes). Returns the number encoded (the bytes used in used[0], the
-   key bytes appended in used[1]), or -1 when the key blob cannot grow. */
+   out, stopping before the first record that does not fit in cap bytes (or
+   whose hint row does not fit in hcap). Record j gets seq seqs[j] (or
+   seq0 + j when seqs is NULL) and kind DELETE with an empty value where kinds
+   says so (kinds NULL: all puts). For each, rlens[j] and offs[j] (base + its
+   position in out) are filled and its hint row (statelets/FORMAT.md:
+   seq u64 | offset u32 | length u32 | klen u32 | kind u8 | key) appended to
+   hint. A row is never longer than its record, so hcap >= cap never stops
+   early. Returns the number encoded, with the bytes used in out in used[0]
+   and in hint in used[1]. */
+#define KX_ROW 21
+
 int64_t kx_encode(uintptr_t keys_list, uintptr_t vals_list, size_t i0, size_t n,
                   const char *kinds, uint64_t seq0, const uint64_t *seqs,
                   char *out, size_t cap, uint64_t base,
-                  uint32_t *rlens, uint32_t *offs, uint32_t *klens, uint64_t *seqs_out,
-                  uintptr_t key_blob, uint64_t key_room, uint64_t *used) {
+                  uint32_t *rlens, uint32_t *offs, char *hint, size_t hcap, uint64_t *used) {
     PyGILState_STATE gil = PyGILState_Ensure();
     PyObject *keys = (PyObject *)keys_list, *vals = (PyObject *)vals_list;
-    PyObject *blob = (PyObject *)key_blob;
     uint8_t *p = (uint8_t *)out, *end = (uint8_t *)out + cap;
-    Py_ssize_t blob0 = PyByteArray_GET_SIZE(blob);
-    if (PyByteArray_Resize(blob, blob0 + (Py_ssize_t)key_room) < 0) {
-        PyErr_Clear();
-        PyGILState_Release(gil);
-        return -1;
-    }
-    uint8_t *kb = (uint8_t *)PyByteArray_AS_STRING(blob) + blob0, *kb0 = kb;
+    uint8_t *h = (uint8_t *)hint, *hend = (uint8_t *)hint + hcap;
     size_t j = 0;
     for (; j < n; j++) {
         size_t i = i0 + j;
@@ -633,23 +637,28 @@ int64_t kx_encode(uintptr_t keys_list, uintptr_t vals_list, size_t i0, size_t n,
         uint32_t kl = (uint32_t)PyBytes_GET_SIZE(k);
         uint32_t vl = del ? 0 : (uint32_t)PyBytes_GET_SIZE(PyList_GET_ITEM(vals, (Py_ssize_t)i));
         size_t size = KX_HEADER + (size_t)kl + vl;
-        if ((size_t)(end - p) < size || (uint64_t)(kb - kb0) + kl > key_room) break;
+        if ((size_t)(end - p) < size || (size_t)(hend - h) < KX_ROW + (size_t)kl) break;
         uint64_t seq = seqs ? seqs[j] : seq0 + j;
-        seqs_out[j] = seq;
+        uint8_t kind = del ? KX_DELETE : 1;
+        uint32_t off = (uint32_t)(base + (uint64_t)(p - (uint8_t *)out)), rl = (uint32_t)size;
         memcpy(p + 4, &seq, 8);
         memcpy(p + 12, &kl, 4);
         memcpy(p + 16, &vl, 4);
-        p[20] = del ? KX_DELETE : 1;
+        p[20] = kind;
         memcpy(p + KX_HEADER, PyBytes_AS_STRING(k), kl);
         if (vl) memcpy(p + KX_HEADER + kl, PyBytes_AS_STRING(PyList_GET_ITEM(vals, (Py_ssize_t)i)), vl);
-        rlens[j] = (uint32_t)size;
-        offs[j] = (uint32_t)(base + (uint64_t)(p - (uint8_t *)out));
-        klens[j] = kl;
-        memcpy(kb, PyBytes_AS_STRING(k), kl);
-        kb += kl;
+        rlens[j] = rl;
+        offs[j] = off;
+        memcpy(h, &seq, 8);
+        memcpy(h + 8, &off, 4);
+        memcpy(h + 12, &rl, 4);
+        memcpy(h + 16, &kl, 4);
+        h[20] = kind;
+        memcpy(h + KX_ROW, PyBytes_AS_STRING(k), kl);
+        h += KX_ROW + kl;
         p += size;
     }
-    /* The checksums, four records at a time (crc32c_update4), while the
+/* The checksums, four records at a time (crc32c_update4), while the
        batch's bytes are still in cache. */
     size_t q = 0;
     for (; q + 4 <= j; q += 4) {
@@ -669,11 +678,39 @@ int64_t kx_encode(uintptr_t keys_list, uintptr_t vals_list, size_t i0, size_t n,
         memcpy(rec, &crc, 4);
     }
     used[0] = (uint64_t)(p - (uint8_t *)out);
-    used[1] = (uint64_t)(kb - kb0);
-    /* shrinking never fails */
-    PyByteArray_Resize(blob, blob0 + (Py_ssize_t)(kb - kb0));
+    used[1] = (uint64_t)(h - (uint8_t *)hint);
     PyGILState_Release(gil);
     return (int64_t)j;
+}
+
+/* The columns of n hint rows (nbytes of them, as kx_encode writes them):
+   seqs, offsets, lengths, key lengths, kinds, and the keys concatenated into
+   keys (key_cap bytes). Returns -1 when the rows fill nbytes exactly and the
+   keys key_cap exactly, else the byte offset of the first row that breaks
+   that (cut short, or a key longer than the record format allows). */
+int64_t kx_hint_columns(const char *rows, size_t nbytes, size_t n, uint64_t *seqs,
+                        uint32_t *offs, uint32_t *lens, uint32_t *klens, char *kinds,
+                        char *keys, size_t key_cap) {
+    const uint8_t *p = (const uint8_t *)rows, *end = p + nbytes;
+    size_t kpos = 0;
+    for (size_t j = 0; j < n; j++) {
+        if ((size_t)(end - p) < KX_ROW) return (int64_t)(p - (const uint8_t *)rows);
+        uint32_t kl;
+        memcpy(&kl, p + 16, 4);
+        if (kl >= ((uint32_t)1 << KX_KLEN_BITS) || (size_t)(end - p) - KX_ROW < kl
+                || key_cap - kpos < kl)
+            return (int64_t)(p - (const uint8_t *)rows);
+        memcpy(&seqs[j], p, 8);
+        memcpy(&offs[j], p + 8, 4);
+        memcpy(&lens[j], p + 12, 4);
+        klens[j] = kl;
+        kinds[j] = (char)p[20];
+        memcpy(keys + kpos, p + KX_ROW, kl);
+        kpos += kl;
+        p += KX_ROW + kl;
+    }
+    if (p != end || kpos != key_cap) return (int64_t)(p - (const uint8_t *)rows);
+    return -1;
 }
 
 /* A read cache (a dict, or an OrderedDict whose order must stay) takes a

@@ -71,38 +71,38 @@ def measure_batch(keys: list[bytes], values: list[Any], kinds: bytes | None = No
     return -1, rec, kb
 
 
+HINT_ROW = struct.Struct("<QIIIB")   # a hint row's head (FORMAT.md): seq, offset, length, klen, kind
+HINT_ROW_SIZE = HINT_ROW.size        # 21 bytes: never more than its record's header
+
+
 class Encoded:
-    """Records encoded from a batch: ``count`` pairs, their bytes and hint columns.
+    """Records encoded from a batch: ``count`` pairs, their bytes, lengths,
+    file offsets and hint rows (``hint_bytes`` of them, in the hint buffer)."""
 
-    ``key_bytes`` is the sum of ``klens`` (what the encoder appended to the key blob).
-    """
+    __slots__ = ("count", "data", "lens", "offs", "hint_bytes")
 
-    __slots__ = ("count", "data", "lens", "offs", "klens", "seqs", "key_bytes")
-
-    def __init__(self, count: int, data: Any, lens: array, offs: array, klens: array,
-                 seqs: array, key_bytes: int) -> None:
+    def __init__(self, count: int, data: Any, lens: array, offs: array, hint_bytes: int) -> None:
         self.count, self.data, self.lens, self.offs = count, data, lens, offs
-        self.klens, self.seqs, self.key_bytes = klens, seqs, key_bytes
+        self.hint_bytes = hint_bytes
 
 
 def encode_batch(keys: list[bytes], values: list[Any], kinds: bytes | None, seq0: int,
-                 seqs: array | None, start: int, out: Any, base: int,
-                 key_blob: bytearray, key_room: int) -> Encoded:
+                 seqs: array | None, start: int, out: Any, base: int, hint: Any) -> Encoded:
     """Encode pairs ``start``... of a batch :func:`measure_batch` accepted into the
-    writable buffer ``out``, as many whole records as fit.
+    writable buffer ``out``, as many whole records as fit, and their hint rows
+    into the writable buffer ``hint``.
 
     Record j has seq ``seqs[j]`` (or ``seq0 + j``); a pair whose kind is DELETE
-    becomes a tombstone. ``offs`` are file offsets from ``base``. The keys are
-    appended to ``key_blob`` (at most ``key_room`` bytes: the batch's key bytes
-    from ``start``). When not even the first record fits, ``count`` is 0;
+    becomes a tombstone. ``offs`` are file offsets from ``base``. A hint row is
+    never longer than its record, so a ``hint`` as long as ``out`` never stops
+    the batch early. When not even the first record fits, ``count`` is 0;
     :func:`record_size` says how much it needs.
     """
     cap = len(out)
     m = min(len(keys) - start, cap // HEADER_SIZE)
     if m <= 0:
-        return Encoded(0, b"", array("I"), array("I"), array("I"), array("Q"), 0)
-    lens, offs, klens = array("I", bytes(4 * m)), array("I", bytes(4 * m)), array("I", bytes(4 * m))
-    seqs_out = array("Q", bytes(8 * m))
+        return Encoded(0, b"", array("I"), array("I"), 0)
+    lens, offs = array("I", bytes(4 * m)), array("I", bytes(4 * m))
     if _klib is not None:
         count = _klib.kx_encode(id(keys), id(values), start, m,
                                 kinds if kinds is not None else _kffi.NULL, seq0,
@@ -110,29 +110,26 @@ def encode_batch(keys: list[bytes], values: list[Any], kinds: bytes | None, seq0
                                 else _kffi.NULL, _kffi.from_buffer(out), cap, base,
                                 _kffi.from_buffer("uint32_t[]", lens),
                                 _kffi.from_buffer("uint32_t[]", offs),
-                                _kffi.from_buffer("uint32_t[]", klens),
-                                _kffi.from_buffer("uint64_t[]", seqs_out),
-                                id(key_blob), key_room, _kout)
-        if count < 0:
-            raise MemoryError("cannot grow a segment's key blob (out of memory)")
-        used, key_bytes = _kout[0], _kout[1]
+                                _kffi.from_buffer(hint), len(hint), _kout)
+        used, hint_bytes = _kout[0], _kout[1]
     else:                            # pragma: no cover - without the C extension
-        count = used = key_bytes = 0
+        count = used = hint_bytes = 0
         for j in range(m):
             i = start + j
-            delete = kinds is not None and kinds[i] == DELETE
+            kind = DELETE if kinds is not None and kinds[i] == DELETE else PUT
             seq = seqs[j] if seqs is not None else seq0 + j
-            rec = encode(seq, DELETE if delete else PUT, keys[i], b"" if delete else values[i])
-            if used + len(rec) > cap:
+            rec = encode(seq, kind, keys[i], b"" if kind == DELETE else values[i])
+            row = HINT_ROW.pack(seq, base + used, len(rec), len(keys[i]), kind) + keys[i]
+            if used + len(rec) > cap or hint_bytes + len(row) > len(hint):
                 break
             out[used:used + len(rec)] = rec
-            lens[j], offs[j], klens[j], seqs_out[j] = len(rec), base + used, len(keys[i]), seq
-            key_blob += keys[i]
-            key_bytes += len(keys[i])
+            hint[hint_bytes:hint_bytes + len(row)] = row
+            lens[j], offs[j] = len(rec), base + used
             used += len(rec)
+            hint_bytes += len(row)
             count += 1
-    del lens[count:], offs[count:], klens[count:], seqs_out[count:]
-    return Encoded(count, memoryview(out)[:used], lens, offs, klens, seqs_out, key_bytes)
+    del lens[count:], offs[count:]
+    return Encoded(count, memoryview(out)[:used], lens, offs, hint_bytes)
 
 
 def record_size(key: bytes, value: Any, kind: int = PUT) -> int:

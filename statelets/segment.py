@@ -1,10 +1,12 @@
 """Segment files and their hint files (see FORMAT.md).
 
 A segment is an append-only file of records written through a
-``DmaStreamWriter``; once sealed it never changes. Sealing writes a *hint
-file*: every record's (seq, kind, offset, length, key) without the values, in
-columns, so that opening the store rebuilds the index without reading data.
-Records are encoded in C a batch at a time; Python only builds columns.
+``DmaStreamWriter``; once sealed it never changes. Beside it a *hint file*
+gets every record's (seq, offset, length, kind, key) without the value, one
+row per record, so that opening the store rebuilds the index without reading
+data. The rows are streamed to ``<id>.hint.tmp`` as the records are encoded
+(in C, a batch at a time, both in one pass); sealing appends a trailer and
+renames the file. The segment keeps in memory only the records' offsets.
 """
 from __future__ import annotations
 
@@ -17,11 +19,14 @@ from typing import Any, Iterator
 from uring import DmaFile, DmaStreamReader, DmaStreamWriter, Ring
 
 from . import record
+from ._native import ffi as _kffi, lib as _klib
 from .errors import CorruptionError
 
 HINT_MAGIC = b"RHNT"
-HINT_VERSION = 2
-_HINT_HEAD = struct.Struct("<4sIII")          # magic, version, count, crc32c(body)
+HINT_VERSION = 3
+_HINT_TRAILER = struct.Struct("<IIII")         # count, crc32c(rows), version, magic
+_V2_HEAD = struct.Struct("<4sIII")             # version 2: magic, version, count, crc32c(body)
+_HINT_BUFFER = 1 << 20
 
 
 def segment_name(seg_id: int) -> str:
@@ -69,43 +74,56 @@ class Hints:
         return len(self.kinds)
 
 
-_PUTS = bytes((record.PUT,)) * 8192
-
-
 class ActiveSegment:
-    """The segment being appended to: a writer plus the hint columns so far."""
+    """The segment being appended to: its writer, its hint file's writer, and
+    the records' offsets (reads find a record by its ordinal)."""
 
-    def __init__(self, seg_id: int, path: str, file: DmaFile, writer: DmaStreamWriter) -> None:
+    def __init__(self, seg_id: int, path: str, file: DmaFile, writer: DmaStreamWriter,
+                 hint_path: str, hint_file: DmaFile) -> None:
         self.id = seg_id
         self.path = path
         self.file = file
         self.writer = writer
-        self.seqs = array("Q")
         self.offs = array("I")
-        self.lens = array("I")
-        self.kinds = bytearray()
-        self.klens = array("I")
-        self.key_blob = bytearray()     # the keys, concatenated (the hint file's layout)
         self.min_seq = 0
         #: Bytes a read from the file sees (the rest is still in the writer).
         self.readable = 0
+        self.hint_path = hint_path              # the final name; rows go to hint_path + ".tmp"
+        self.hint_file = hint_file
+        self.hints = DmaStreamWriter(hint_file, buffer_size=_HINT_BUFFER, write_behind=2)
+        self._hint_crc = 0
+        self._scratch = bytearray()
 
     @classmethod
     async def create(cls, ring: Ring, directory: str, seg_id: int,
                      buffer_size: int = 1 << 20) -> "ActiveSegment":
         path = f"{directory}/{segment_name(seg_id)}"
+        hint_path = f"{directory}/{hint_name(seg_id)}"
         f = await DmaFile.open(path, "x", ring=ring)
-        return cls(seg_id, path, f, DmaStreamWriter(f, buffer_size=buffer_size, write_behind=4))
+        try:
+            # A leftover temp file is an unsealed segment's (recovery deletes them).
+            h = await DmaFile.open(hint_path + ".tmp", "w", ring=ring)
+        except BaseException:
+            await f.close()
+            raise
+        return cls(seg_id, path, f, DmaStreamWriter(f, buffer_size=buffer_size, write_behind=4),
+                   hint_path, h)
+
+    @property
+    def count(self) -> int:
+        """Records appended so far (the next record's ordinal)."""
+        return len(self.offs)
 
     @property
     def size(self) -> int:
         return self.writer.position
 
     async def append_records(self, keys: list[bytes], values: list[Any], kinds: bytes | None,
-                             start: int, seq0: int, seqs: array | None, limit: int,
-                             key_room: int) -> record.Encoded:
+                             start: int, seq0: int, seqs: array | None, limit: int
+                             ) -> record.Encoded:
         """Append whole records for pairs ``start``... of a measured batch, at most
-        ``limit`` bytes of them, encoded straight into the writer's DMA buffer.
+        ``limit`` bytes of them, encoded straight into the writer's DMA buffer,
+        and their hint rows.
 
         Record j has seq ``seqs[j]`` (or ``seq0 + j``). Returns what was appended;
         ``count`` is 0 when the next record is bigger than ``limit`` and the
@@ -115,28 +133,35 @@ class ActiveSegment:
         """
         base = self.writer.position
         view = await self.writer.reserve()
-        enc = record.encode_batch(keys, values, kinds, seq0, seqs, start,
-                                  view[:min(len(view), limit)], base, self.key_blob, key_room)
-        in_place = True
-        if not enc.count:
-            size = record.record_size(keys[start], values[start],
-                                      kinds[start] if kinds is not None else record.PUT)
+        out = view[:min(len(view), limit)]
+        size = record.record_size(keys[start], values[start],
+                                  kinds[start] if kinds is not None else record.PUT)
+        in_place = size <= len(out)
+        if not in_place:
             if size > limit and self.size:
-                return enc
-            enc = record.encode_batch(keys, values, kinds, seq0, seqs, start, bytearray(size),
-                                      base, self.key_blob, key_room)
-            in_place = False
+                return record.Encoded(0, b"", array("I"), array("I"), 0)
+            out = bytearray(size)
+        # Rows go straight into the hint writer's buffer when they surely fit
+        # (a row is never longer than its record), else through a scratch buffer.
+        hview = await self.hints.reserve()
+        direct = len(hview) >= len(out)
+        if not direct:
+            if len(self._scratch) < len(out):
+                self._scratch = bytearray(len(out))
+            hview = memoryview(self._scratch)
+        enc = record.encode_batch(keys, values, kinds, seq0, seqs, start, out, base, hview)
         n = enc.count
+        if not n:                   # unreachable: the first record was made to fit
+            raise AssertionError(f"{self.path}: a record that fits was not encoded")
         self.offs.extend(enc.offs)          # before any await: reads find the records
-        self.lens.extend(enc.lens)
-        self.klens.extend(enc.klens)
-        self.seqs.extend(enc.seqs)
-        if kinds is None:
-            self.kinds += _PUTS[:n] if n <= len(_PUTS) else bytes((record.PUT,)) * n
-        else:
-            self.kinds += kinds[start:start + n]
         if not self.min_seq:
-            self.min_seq = enc.seqs[0]
+            self.min_seq = seqs[0] if seqs is not None else seq0
+        rows = hview[:enc.hint_bytes]
+        self._hint_crc = record.crc32c(rows, self._hint_crc)
+        if direct:
+            await self.hints.commit(enc.hint_bytes)
+        else:
+            await self.hints.write(rows)
         if in_place:
             await self.writer.commit(len(enc.data))
         else:
@@ -147,18 +172,16 @@ class ActiveSegment:
                              seqs: array) -> tuple[int, array]:
         """Append every pair, record i with seq ``seqs[i]`` (compaction keeps each
         record's own); returns the ordinal of the first and the records' lengths."""
-        first = len(self.lens)
-        bad, total, key_bytes = record.measure_batch(keys, values, kinds)
+        first = self.count
+        bad, total, _key_bytes = record.measure_batch(keys, values, kinds)
         if bad >= 0:
             raise ValueError(f"append_columns: pair {bad} is not a valid record")
         pos = 0
         lens = array("I")
         while pos < len(keys):
-            enc = await self.append_records(keys, values, kinds, pos, 0, seqs[pos:], total,
-                                            key_bytes)
+            enc = await self.append_records(keys, values, kinds, pos, 0, seqs[pos:], total)
             lens.extend(enc.lens)
             total -= len(enc.data)
-            key_bytes -= enc.key_bytes
             pos += enc.count
         return first, lens
 
@@ -168,55 +191,33 @@ class ActiveSegment:
         await self.writer.flush()
         self.readable = pos
 
-    async def seal(self, directory: str) -> None:
-        """Finish the file (exact length, fdatasync) and write its hint file durably."""
+    async def seal(self) -> None:
+        """Finish the file (exact length, fdatasync), then the hint file: its
+        trailer, fdatasync, and the rename from the temp name that makes it whole."""
         pos = self.writer.position
         await self.writer.close()
         self.readable = pos
         await self.file.fdatasync()
-        # The columns as they are (no copies: nothing appends to a sealed segment).
-        await write_hints(self.file.ring, f"{directory}/{hint_name(self.id)}",
-                          Hints(self.seqs, self.kinds, self.offs, self.lens,
-                                raw=self.key_blob, klens=self.klens))
+        try:
+            await self.hints.write(_HINT_TRAILER.pack(
+                self.count, self._hint_crc, HINT_VERSION, int.from_bytes(HINT_MAGIC, "little")))
+            await self.hints.close()
+            await self.hint_file.fdatasync()
+        finally:
+            await self.hint_file.close()
+        await self.file.ring.renameat(self.hint_path + ".tmp", self.hint_path)
 
-
-async def write_hints(ring: Ring, path: str, hints: Hints) -> None:
-    """Write a hint file (temp name, fdatasync, rename): all or nothing.
-
-    The columns go from their arrays straight into the writer's DMA buffers
-    (the checksum is taken over them in place first): a 64 MiB segment's
-    hints are some 20 MB, and every joined copy of them was fresh memory.
-    """
-    n = len(hints)
-    blob = hints.key_blob()
-    if blob is None:
-        blob = (b"".join(hints.keys), array("I", map(len, hints.keys)))
-    body = (_le(hints.seqs, "Q"), _le(hints.offs, "I"), _le(hints.lens, "I"),
-            _le(blob[1], "I"), memoryview(hints.kinds), memoryview(blob[0]))
-    crc = 0
-    for part in body:
-        crc = record.crc32c(part, crc)
-    tmp = path + ".tmp"
-    f = await DmaFile.open(tmp, "w", ring=ring)
-    try:
-        async with DmaStreamWriter(f, buffer_size=1 << 20) as w:
-            await w.write(_HINT_HEAD.pack(HINT_MAGIC, HINT_VERSION, n, crc))
-            for part in body:
-                await w.write(part)
-        await f.fdatasync()
-    finally:
-        await f.close()
-    await ring.renameat(tmp, path)
-
-
-def _le(a: Any, typecode: str) -> memoryview:
-    """Column ``a`` as little-endian ``typecode`` bytes (the format's), a view
-    of ``a`` itself when it already is one."""
-    if a.__class__ is not array or a.typecode != typecode or sys.byteorder != "little":
-        a = array(typecode, a)
-        if sys.byteorder != "little":
-            a.byteswap()
-    return memoryview(a).cast("B")
+    async def abandon(self) -> None:
+        """Stop without sealing (the store is closing, failed, or a compaction
+        was cancelled): buffers released, both files closed. The segment and
+        its temp hint file stay on disk for the next open to delete."""
+        for w in (self.writer, self.hints):
+            try:
+                await w.close()
+            except Exception:
+                pass
+        await self.hint_file.close()
+        await self.file.close()
 
 
 def _col(typecode: str, raw: memoryview) -> array:
@@ -247,20 +248,77 @@ async def read_hints(ring: Ring, path: str) -> Hints:
     return parse_hints(data, path)
 
 
-def parse_hints(data: bytes, path: str) -> Hints:
-    if len(data) < _HINT_HEAD.size:
+def parse_hints(data: bytes | bytearray, path: str) -> Hints:
+    """The columns of a hint file's bytes (version 3, or version 2 as older
+    releases wrote it); CorruptionError naming ``path`` if damaged."""
+    t = len(data) - _HINT_TRAILER.size
+    if t >= 0:
+        n, crc, version, magic = _HINT_TRAILER.unpack_from(data, t)
+        if magic == int.from_bytes(HINT_MAGIC, "little") and version == HINT_VERSION:
+            return _parse_rows(memoryview(data)[:t], n, crc, path)
+    if data[:4] == HINT_MAGIC:
+        return _parse_v2(data, path)
+    raise CorruptionError(f"{path}: not a hint file (no {HINT_MAGIC!r} trailer of version "
+                          f"{HINT_VERSION}); it may be cut short", path=path, offset=max(t, 0))
+
+
+def _parse_rows(rows: memoryview, n: int, crc: int, path: str) -> Hints:
+    if record.crc32c(rows) != crc:
+        raise CorruptionError(f"{path}: hint file checksum mismatch", path=path, offset=0)
+    key_bytes = len(rows) - record.HINT_ROW_SIZE * n
+    if key_bytes < 0:
+        raise CorruptionError(f"{path}: hint file claims {n} rows but is too short",
+                              path=path, offset=0)
+    seqs, offs, lens, klens = (array("Q", bytes(8 * n)), array("I", bytes(4 * n)),
+                               array("I", bytes(4 * n)), array("I", bytes(4 * n)))
+    kinds, raw = bytearray(n), bytearray(key_bytes)
+    if _klib is not None:
+        bad = _klib.kx_hint_columns(
+            _kffi.from_buffer(rows), len(rows), n, _kffi.from_buffer("uint64_t[]", seqs),
+            _kffi.from_buffer("uint32_t[]", offs), _kffi.from_buffer("uint32_t[]", lens),
+            _kffi.from_buffer("uint32_t[]", klens), _kffi.from_buffer(kinds),
+            _kffi.from_buffer(raw), key_bytes)
+    else:                            # pragma: no cover - without the C extension
+        bad, p, kp = -1, 0, 0
+        for j in range(n):
+            if len(rows) - p < record.HINT_ROW_SIZE:
+                bad = p
+                break
+            seqs[j], offs[j], lens[j], klens[j], kinds[j] = record.HINT_ROW.unpack_from(rows, p)
+            kl = klens[j]
+            q = p + record.HINT_ROW_SIZE
+            if len(rows) - q < kl or key_bytes - kp < kl:
+                bad = p
+                break
+            raw[kp:kp + kl] = rows[q:q + kl]
+            kp += kl
+            p = q + kl
+        if bad < 0 and (p != len(rows) or kp != key_bytes):
+            bad = p
+    if bad >= 0:
+        raise CorruptionError(f"{path}: hint rows do not add up (at byte {bad} of "
+                              f"{len(rows)}, {n} rows)", path=path, offset=bad)
+    if sys.byteorder != "little":    # pragma: no cover - the format is little endian
+        for col in (seqs, offs, lens, klens):
+            col.byteswap()
+    return Hints(seqs, bytes(kinds), offs, lens, raw=raw, klens=klens)
+
+
+def _parse_v2(data: bytes | bytearray, path: str) -> Hints:
+    """Version 2: a head, then the columns one after the other."""
+    if len(data) < _V2_HEAD.size:
         raise CorruptionError(f"{path}: hint file is cut short ({len(data)} bytes)", path=path, offset=0)
-    magic, version, n, crc = _HINT_HEAD.unpack_from(data, 0)
-    if magic != HINT_MAGIC or version != HINT_VERSION:
+    magic, version, n, crc = _V2_HEAD.unpack_from(data, 0)
+    if magic != HINT_MAGIC or version != 2:
         raise CorruptionError(f"{path}: not a hint file (magic {magic!r}, version {version})",
                               path=path, offset=0)
-    body = memoryview(data)[_HINT_HEAD.size:]
+    body = memoryview(data)[_V2_HEAD.size:]
     if record.crc32c(body) != crc:
         raise CorruptionError(f"{path}: hint file checksum mismatch", path=path,
-                              offset=_HINT_HEAD.size)
+                              offset=_V2_HEAD.size)
     if n * 21 > len(body):
         raise CorruptionError(f"{path}: hint file claims {n} entries but is too short",
-                              path=path, offset=_HINT_HEAD.size)
+                              path=path, offset=_V2_HEAD.size)
     p = 0
     seqs = _col("Q", body[p:p + 8 * n]); p += 8 * n
     offs = _col("I", body[p:p + 4 * n]); p += 4 * n
@@ -270,7 +328,7 @@ def parse_hints(data: bytes, path: str) -> Hints:
     raw = bytes(body[p:])
     if sum(klens) != len(raw):
         raise CorruptionError(f"{path}: hint file keys do not add up", path=path,
-                              offset=_HINT_HEAD.size + p)
+                              offset=_V2_HEAD.size + p)
     return Hints(seqs, kinds, offs, lens, raw=raw, klens=klens)
 
 

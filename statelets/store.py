@@ -110,7 +110,7 @@ async def _default_pause() -> None:
 
 
 def _fixed_batch(keys: list[Any], values: list[Any], bad: int
-                 ) -> tuple[list[bytes], list[bytes], int, int]:
+                 ) -> tuple[list[bytes], list[bytes], int]:
     """A batch whose pair ``bad`` failed ``record.measure_batch``: bytes-like keys and
     values become bytes (then it is measured again); anything else raises, naming
     the first offender (its type, or its size against the limit)."""
@@ -121,8 +121,8 @@ def _fixed_batch(keys: list[Any], values: list[Any], bad: int
             _refuse_size(key, value)
         keys = [_check_bytes("key", x) for x in keys]
         values = [_check_bytes("value", x) for x in values]
-        bad, total, key_bytes = record.measure_batch(keys, values)
-    return keys, values, total, key_bytes
+        bad, total, _key_bytes = record.measure_batch(keys, values)
+    return keys, values, total
 
 
 def _check_bytes(what: str, v: Any) -> bytes:
@@ -668,9 +668,9 @@ class Store:
             keys = list(keys)
         if values.__class__ is not list:
             values = list(values)
-        bad, total, key_bytes = record.measure_batch(keys, values)
+        bad, total, _key_bytes = record.measure_batch(keys, values)
         if bad >= 0:
-            keys, values, total, key_bytes = _fixed_batch(keys, values, bad)
+            keys, values, total = _fixed_batch(keys, values, bad)
         if self._failed is not None or self._closed:
             self._check_usable()
         if self._sorted is not None:
@@ -687,7 +687,7 @@ class Store:
                 if self._wbuf:                      # older buffered writes go first
                     await self._flush()
                 self._check_usable()
-                await self._append_batch(keys, values, None, total, key_bytes, recache=True)
+                await self._append_batch(keys, values, None, total, recache=True)
             return
         wbuf = self._wbuf
         # Counted as if every key were new to the buffer: an overwrite within it
@@ -770,13 +770,13 @@ class Store:
         kinds = bytes([record.DELETE if v is _TOMBSTONE else record.PUT for v in vals]) \
             if _TOMBSTONE in vals else None
         try:
-            _bad, total, key_bytes = record.measure_batch(keys, vals, kinds)
-            await self._append_batch(keys, vals, kinds, total, key_bytes, recache=False)
+            _bad, total, _key_bytes = record.measure_batch(keys, vals, kinds)
+            await self._append_batch(keys, vals, kinds, total, recache=False)
         finally:
             self._flushing = {}
 
     async def _append_batch(self, keys: list[bytes], vals: list[Any], kinds: bytes | None,
-                            total: int, key_bytes: int, *, recache: bool) -> None:
+                            total: int, *, recache: bool) -> None:
         """Append a measured batch as records and point the index at them, rolling
         segments when full. Callers hold ``_mutex``.
 
@@ -799,16 +799,15 @@ class Store:
             while pos < n:
                 active = self._active
                 room = seg_size - active.size
-                first = len(active.lens)
+                first = active.count
                 seq0 = self._seq + 1
                 enc = await active.append_records(keys, vals, kinds, pos, seq0, None,
-                                                  min(room, _CHUNK), key_bytes)
+                                                  min(room, _CHUNK))
                 if not enc.count:           # the next record needs a fresh segment
                     await self._roll()
                     continue
                 self._apply(enc, keys, vals, kinds, pos, first, recache)
                 pos += enc.count
-                key_bytes -= enc.key_bytes
                 if pos < n:
                     await self.pause()
         except BaseException as exc:
@@ -835,7 +834,7 @@ class Store:
             self._recache(chunk, vals[pos:pos + count])
         info = segs[sid]
         if not info.min_seq:
-            info.min_seq = enc.seqs[0]
+            info.min_seq = self._active.min_seq
         self.disk_bytes_written += len(enc.data)
         info.size = self._active.size
 
@@ -848,7 +847,7 @@ class Store:
     async def _roll(self) -> None:
         """Seal the active segment and start a new one."""
         active = self._active
-        await active.seal(self.seg_dir)
+        await active.seal()
         info = self._segs[active.id]
         info.sealed = True
         info.file = active.file                # keep the fd for reads
@@ -1025,56 +1024,63 @@ class Store:
         self._segs[out_id] = out_info
         others_min_seq = min((i.min_seq for i in self._segs.values()
                               if i.id not in candidates and i.id != out_id and i.size), default=None)
-        rewritten = reclaimed = scanned = seen = 0
-        moves: list[tuple[bytes, int, int, int]] = []   # key, old rid, new rid, len
-        for sid in candidates:
-            info = self._segs[sid]
-            path = f"{self.seg_dir}/{seg.segment_name(sid)}"
-            data = await seg.read_segment(self.ring, path)
-            if charge_io is not None:
-                charge_io(len(data))
-            c_keys: list[bytes] = []
-            c_vals: list[bytes] = []
-            c_kinds = bytearray()
-            c_seqs: list[int] = []
-            c_old: list[int] = []
-            index = self._index
-            base = sid << _RID_SEG
-            ordinal = -1
-            for off, seq_no, kind, key, value, size in seg.scan_records(data, path):
-                seen += 1               # dead records cost CPU too: pause on every 256th
-                if pause is not None and seen & 255 == 0:
-                    await pause()
-                ordinal += 1
-                loc = base | (ordinal << _RID_ORD) | size
-                if kind == record.PUT and index.get(key) == loc:
-                    c_old.append(loc)
-                elif kind == record.DELETE and key not in index and (
-                        others_min_seq is not None and others_min_seq < seq_no):
-                    # An older segment may still hold a put this tombstone hides.
-                    c_old.append(-1)
-                else:
-                    continue
-                c_keys.append(key)
-                c_vals.append(value)
-                c_kinds.append(kind)
-                c_seqs.append(seq_no)
-                scanned += 1
-            if c_keys:
-                first, lens = await out.append_columns(c_keys, c_vals, bytes(c_kinds),
-                                                       array("Q", c_seqs))
-                for key, old_loc, new_rid, ln, kind in zip(c_keys, c_old, _rids(out_id, first, lens),
-                                                           lens, c_kinds):
-                    moves.append((key, old_loc, new_rid, ln))
-                    if kind == record.PUT:
-                        rewritten += ln
-                written = sum(lens)
-                self.disk_bytes_written += written
-                self.compaction_bytes += written
+        try:
+            rewritten = reclaimed = scanned = seen = 0
+            moves: list[tuple[bytes, int, int, int]] = []   # key, old rid, new rid, len
+            for sid in candidates:
+                info = self._segs[sid]
+                path = f"{self.seg_dir}/{seg.segment_name(sid)}"
+                data = await seg.read_segment(self.ring, path)
                 if charge_io is not None:
-                    charge_io(written)
-            reclaimed += info.size
-        await out.seal(self.seg_dir)
+                    charge_io(len(data))
+                c_keys: list[bytes] = []
+                c_vals: list[bytes] = []
+                c_kinds = bytearray()
+                c_seqs: list[int] = []
+                c_old: list[int] = []
+                index = self._index
+                base = sid << _RID_SEG
+                ordinal = -1
+                for off, seq_no, kind, key, value, size in seg.scan_records(data, path):
+                    seen += 1               # dead records cost CPU too: pause on every 256th
+                    if pause is not None and seen & 255 == 0:
+                        await pause()
+                    ordinal += 1
+                    loc = base | (ordinal << _RID_ORD) | size
+                    if kind == record.PUT and index.get(key) == loc:
+                        c_old.append(loc)
+                    elif kind == record.DELETE and key not in index and (
+                            others_min_seq is not None and others_min_seq < seq_no):
+                        # An older segment may still hold a put this tombstone hides.
+                        c_old.append(-1)
+                    else:
+                        continue
+                    c_keys.append(key)
+                    c_vals.append(value)
+                    c_kinds.append(kind)
+                    c_seqs.append(seq_no)
+                    scanned += 1
+                if c_keys:
+                    first, lens = await out.append_columns(c_keys, c_vals, bytes(c_kinds),
+                                                           array("Q", c_seqs))
+                    for key, old_loc, new_rid, ln, kind in zip(c_keys, c_old, _rids(out_id, first, lens),
+                                                               lens, c_kinds):
+                        moves.append((key, old_loc, new_rid, ln))
+                        if kind == record.PUT:
+                            rewritten += ln
+                    written = sum(lens)
+                    self.disk_bytes_written += written
+                    self.compaction_bytes += written
+                    if charge_io is not None:
+                        charge_io(written)
+                reclaimed += info.size
+            await out.seal()
+        except BaseException:
+            # Failed or cancelled before it was sealed: nothing points into the
+            # output yet. Its files are left for the next open to delete.
+            self._segs.pop(out_id, None)
+            await out.abandon()
+            raise
         async with self._mutex:
             return await self._retire(candidates, out, out_id, out_info, moves, reclaimed, rewritten)
 
@@ -1121,11 +1127,7 @@ class Store:
         self._closed = True
         try:
             if self._active is not None:
-                try:
-                    await self._active.writer.close()
-                except Exception:
-                    pass
-                await self._active.file.close()
+                await self._active.abandon()
             for info in self._segs.values():
                 if info.file is not None and not info.file.closed:
                     await self._close_seg(info)
