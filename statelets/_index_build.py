@@ -58,6 +58,9 @@ int64_t kx_hint_columns(const char *rows, size_t nbytes, size_t n, uint64_t *seq
                         char *keys, size_t key_cap);
 int64_t kx_refresh_cached(uintptr_t cache, uintptr_t keys_list, uintptr_t vals_list, size_t n,
                           int64_t *delta);
+int64_t kx_lookup_cached(uintptr_t keys_list, size_t n, uintptr_t wbuf, uintptr_t flushing,
+                         uintptr_t cache, uintptr_t tombstone, uintptr_t ref, uintptr_t out_list,
+                         uint32_t *miss, uint64_t *hits);
 """
 
 SOURCE = r"""
@@ -766,6 +769,48 @@ static inline Py_ssize_t kx_dict_ix(const kx_dictkeys *dk, const char *slot) {
     default: return *(const int64_t *)slot;
     }
 }
+
+/* Lookups of keys[0..n) in dict d, three stages ahead: the key object (its
+   cached hash), the index slot, the entry. Valid while d's table stays put
+   (no key added or removed during the pass). */
+typedef struct {
+    const kx_dictkeys *dk;
+    const kx_dictentry *entries;
+    int on;
+    const char *slots[16];
+} kx_dict_pf;
+
+static inline void kx_dict_pf_init(kx_dict_pf *pf, PyObject *d) {
+    pf->dk = (const kx_dictkeys *)((PyDictObject *)d)->ma_keys;
+    pf->on = pf->dk->dk_kind == 0 /* general keys */
+             && pf->dk->dk_log2_index_bytes >= pf->dk->dk_log2_size
+             && pf->dk->dk_log2_index_bytes - pf->dk->dk_log2_size <= 3;
+    pf->entries = pf->on ? (const kx_dictentry *)(
+        pf->dk->dk_indices + ((size_t)1 << pf->dk->dk_log2_index_bytes)) : NULL;
+}
+
+static inline void kx_dict_pf_step(kx_dict_pf *pf, PyObject *keys, size_t i, size_t n) {
+    if (!pf->on) {
+        if (i + 8 < n) __builtin_prefetch(PyList_GET_ITEM(keys, (Py_ssize_t)(i + 8)));
+        return;
+    }
+    const kx_dictkeys *dk = pf->dk;
+    if (i + 16 < n) __builtin_prefetch(PyList_GET_ITEM(keys, (Py_ssize_t)(i + 16)));
+    if (i == 0)                            /* prime the pipeline */
+        for (size_t j = 0; j < 8 && j < n; j++) pf->slots[j & 15] = kx_dict_peek(dk, keys, j);
+    if (i + 8 < n) pf->slots[(i + 8) & 15] = kx_dict_peek(dk, keys, i + 8);
+    if (i + 4 < n && pf->slots[(i + 4) & 15]) {
+        Py_ssize_t ix = kx_dict_ix(dk, pf->slots[(i + 4) & 15]);
+        if (ix >= 0 && ix < dk->dk_nentries) __builtin_prefetch(&pf->entries[ix]);
+    }
+}
+#else
+typedef struct { int unused; } kx_dict_pf;
+static inline void kx_dict_pf_init(kx_dict_pf *pf, PyObject *d) { (void)pf; (void)d; }
+static inline void kx_dict_pf_step(kx_dict_pf *pf, PyObject *keys, size_t i, size_t n) {
+    (void)pf;
+    if (i + 8 < n) __builtin_prefetch(PyList_GET_ITEM(keys, (Py_ssize_t)(i + 8)));
+}
 #endif
 
 int64_t kx_refresh_cached(uintptr_t cache, uintptr_t keys_list, uintptr_t vals_list, size_t n,
@@ -778,31 +823,11 @@ int64_t kx_refresh_cached(uintptr_t cache, uintptr_t keys_list, uintptr_t vals_l
         PyGILState_Release(gil);
         return -1;
     }
-#ifdef KX_DICT_PREFETCH
-    /* Three stages ahead of the lookup: the key object (its cached hash), the
-       index slot, the entry. The table stays put: only present keys are set. */
-    const kx_dictkeys *dk = (const kx_dictkeys *)((PyDictObject *)d)->ma_keys;
-    int pf = dk->dk_kind == 0 /* general keys */ && dk->dk_log2_index_bytes >= dk->dk_log2_size
-             && dk->dk_log2_index_bytes - dk->dk_log2_size <= 3;
-    const kx_dictentry *entries = pf ? (const kx_dictentry *)(
-        dk->dk_indices + ((size_t)1 << dk->dk_log2_index_bytes)) : NULL;
-    const char *slots[16];
-#endif
+    /* The table stays put: only present keys are set. */
+    kx_dict_pf pf;
+    kx_dict_pf_init(&pf, d);
     for (size_t i = 0; i < n; i++) {
-#ifdef KX_DICT_PREFETCH
-        if (pf) {
-            if (i + 16 < n) __builtin_prefetch(PyList_GET_ITEM(keys, (Py_ssize_t)(i + 16)));
-            if (i == 0)                            /* prime the pipeline */
-                for (size_t j = 0; j < 8 && j < n; j++) slots[j & 15] = kx_dict_peek(dk, keys, j);
-            if (i + 8 < n) slots[(i + 8) & 15] = kx_dict_peek(dk, keys, i + 8);
-            if (i + 4 < n && slots[(i + 4) & 15]) {
-                Py_ssize_t ix = kx_dict_ix(dk, slots[(i + 4) & 15]);
-                if (ix >= 0 && ix < dk->dk_nentries) __builtin_prefetch(&entries[ix]);
-            }
-        }
-#else
-        if (i + 8 < n) __builtin_prefetch(PyList_GET_ITEM(keys, (Py_ssize_t)(i + 8)));
-#endif
+        kx_dict_pf_step(&pf, keys, i, n);
         PyObject *k = PyList_GET_ITEM(keys, (Py_ssize_t)i);
         PyObject *v = PyList_GET_ITEM(vals, (Py_ssize_t)i);
         PyObject *old = PyDict_GetItemWithError(d, k);          /* borrowed */
@@ -819,6 +844,64 @@ int64_t kx_refresh_cached(uintptr_t cache, uintptr_t keys_list, uintptr_t vals_l
     *delta = dl;
     PyGILState_Release(gil);
     return hits;
+}
+
+/* The store's read path for a batch of keys, before the index: each key is
+   looked up in the write buffer wbuf, then in flushing (0: none), then in
+   the read cache. out_list (a list of n Nones) gets the values found; a
+   value that is the tombstone object is a deletion and leaves None. The
+   indexes of keys found nowhere go to miss (their count is returned) and
+   the number found in the cache to *hits; a key found in the cache is added
+   to the set ref (0: none; CLOCK's reference marks). Returns -1 (error
+   cleared, out_list partly filled) when a key is not bytes or the
+   arguments are not what they should be. */
+int64_t kx_lookup_cached(uintptr_t keys_list, size_t n, uintptr_t wbuf, uintptr_t flushing,
+                         uintptr_t cache, uintptr_t tombstone, uintptr_t ref, uintptr_t out_list,
+                         uint32_t *miss, uint64_t *hits) {
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyObject *keys = (PyObject *)keys_list, *w = (PyObject *)wbuf, *f = (PyObject *)flushing;
+    PyObject *c = (PyObject *)cache, *tomb = (PyObject *)tombstone, *r = (PyObject *)ref;
+    PyObject *out = (PyObject *)out_list;
+    int64_t nmiss = 0;
+    uint64_t nhit = 0;
+    if (!PyList_Check(keys) || !PyList_Check(out) || (size_t)PyList_GET_SIZE(keys) < n
+            || (size_t)PyList_GET_SIZE(out) < n || !PyDict_Check(w) || (f && !PyDict_Check(f))
+            || !PyDict_Check(c) || (r && !PySet_Check(r))) {
+        PyGILState_Release(gil);
+        return -1;
+    }
+    int use_w = PyDict_GET_SIZE(w) > 0, use_f = f && PyDict_GET_SIZE(f) > 0;
+    kx_dict_pf pf;                          /* over the cache: the big one; no key added */
+    kx_dict_pf_init(&pf, c);
+    for (size_t i = 0; i < n; i++) {
+        kx_dict_pf_step(&pf, keys, i, n);
+        PyObject *k = PyList_GET_ITEM(keys, (Py_ssize_t)i);
+        if (!PyBytes_CheckExact(k)) { nmiss = -1; break; }
+        PyObject *v = use_w ? PyDict_GetItemWithError(w, k) : NULL;     /* borrowed */
+        if (!v && use_f) v = PyDict_GetItemWithError(f, k);
+        int cached = 0;
+        if (!v) {
+            v = PyDict_GetItemWithError(c, k);
+            cached = v != NULL;
+        }
+        if (!v) {
+            if (PyErr_Occurred()) { PyErr_Clear(); nmiss = -1; break; }
+            miss[nmiss++] = (uint32_t)i;
+            continue;
+        }
+        if (v == tomb) continue;
+        if (cached) {
+            nhit++;
+            if (r && PySet_Add(r, k) < 0) { PyErr_Clear(); nmiss = -1; break; }
+        }
+        Py_INCREF(v);
+        PyObject *old = PyList_GET_ITEM(out, (Py_ssize_t)i);
+        PyList_SET_ITEM(out, (Py_ssize_t)i, v);
+        Py_XDECREF(old);
+    }
+    *hits = nhit;
+    PyGILState_Release(gil);
+    return nmiss;
 }
 """
 

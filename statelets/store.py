@@ -31,6 +31,7 @@ from uring.curio_compat import curio
 
 from . import record, segment as seg
 from .cache_refresh import refresh_cached
+from .cached_lookup import lookup_cached
 from .keyindex import MASK32 as _MASK32, RID_ORD as _RID_ORD, RID_SEG as _RID_SEG
 from .keyindex import new_index, rids as _rids
 from .errors import CorruptionError, StateletError, StoreFailed
@@ -134,12 +135,14 @@ def _check_bytes(what: str, v: Any) -> bytes:
 
 
 def _prefix_slice(keys: list[bytes], p: bytes) -> list[bytes]:
-    """The run of sorted ``keys`` that start with ``p``."""
+    """The run of sorted ``keys`` that start with ``p`` (two binary searches)."""
     lo = bisect.bisect_left(keys, p)
-    hi = lo
-    n = len(keys)
-    while hi < n and keys[hi].startswith(p):
-        hi += 1
+    # The keys starting with p sort below p's successor: p with its last byte
+    # that is not 0xff incremented and the rest cut (none: they run to the end).
+    stem = p.rstrip(b"\xff")
+    if not stem:
+        return keys[lo:]
+    hi = bisect.bisect_left(keys, stem[:-1] + bytes((stem[-1] + 1,)), lo)
     return keys[lo:hi]
 
 
@@ -491,26 +494,40 @@ class Store:
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """Values of ``keys`` (None where missing); disk reads for the misses go out together."""
-        out: list[Any] = [None] * len(keys)
+        if keys.__class__ is not list:
+            keys = list(keys)
+        found = lookup_cached(keys, self._wbuf, self._flushing, self._cache, _TOMBSTONE,
+                              self._cache_ref if self._cache_marking else None) if keys else None
         misses = []
-        for i, k in enumerate(keys):
-            k = _check_bytes("key", k) if k.__class__ is not bytes else k
-            v = self._wbuf.get(k)
-            if v is None and self._flushing:
-                v = self._flushing.get(k)
-            if v is not None:
-                out[i] = None if v is _TOMBSTONE else v
-                continue
-            v = self._cache.get(k)
-            if v is not None:
-                if self._cache_marking:
-                    self._cache_ref.add(k)
-                self.cache_hits += 1
-                out[i] = v
-                continue
-            loc = self._index.get(k)
-            if loc is not None:
-                misses.append((i, k, loc))
+        if found is not None:               # one C pass over buffers and cache
+            out, absent, hits = found
+            self.cache_hits += hits
+            index_get = self._index.get
+            for i in absent:
+                k = keys[i]
+                loc = index_get(k)
+                if loc is not None:
+                    misses.append((i, k, loc))
+        else:
+            out = [None] * len(keys)
+            for i, k in enumerate(keys):
+                k = _check_bytes("key", k) if k.__class__ is not bytes else k
+                v = self._wbuf.get(k)
+                if v is None and self._flushing:
+                    v = self._flushing.get(k)
+                if v is not None:
+                    out[i] = None if v is _TOMBSTONE else v
+                    continue
+                v = self._cache.get(k)
+                if v is not None:
+                    if self._cache_marking:
+                        self._cache_ref.add(k)
+                    self.cache_hits += 1
+                    out[i] = v
+                    continue
+                loc = self._index.get(k)
+                if loc is not None:
+                    misses.append((i, k, loc))
         if len(misses) == 1:
             i, k, loc = misses[0]
             out[i] = await self.get(k)
@@ -593,9 +610,15 @@ class Store:
         """
         srt = self._sorted
         if srt is None or len(self._added) > max(4096, 8 * int(len(srt) ** 0.5)):
-            keys = set(self._index.keys())
-            keys.update(k for k, v in self._pending().items() if v is not _TOMBSTONE)
-            srt = self._sorted = sorted(keys)
+            # The index's keys are unique and come in insertion order, which is
+            # often nearly sorted (sort() then finds long runs): no set, which
+            # would cost a pass and scramble that order.
+            index = self._index
+            srt = index.keys()
+            srt.extend(k for k, v in self._pending().items()
+                       if v is not _TOMBSTONE and k not in index)
+            srt.sort()
+            self._sorted = srt
             self._added = set()
             self._added_sorted = []
         out = _prefix_slice(srt, p)
