@@ -494,29 +494,34 @@ async def bench(args: argparse.Namespace, data: Data, root: str, watchdog: Watch
         first, ours_leg = await ours_insert(os.path.join(root, "ours-first"))
         await first.close()
         shutil.rmtree(os.path.join(root, "ours-first"))
-        rocks_s, lmdb_s = [], []
+        def rocks_insert(path: str) -> tuple[Any, float]:
+            db = Rocks(path)
+            secs = db.write(keys, vals0)
+            db.wait_idle()
+            return db, secs
+
+        def lmdb_insert(path: str) -> tuple[Any, float]:
+            db = Lmdb(path, map_size=live * 12 + 256 * MiB)
+            return db, db.write(keys, vals0)
+
+        baseline_insert = {"rocksdict": rocks_insert, "lmdb": lmdb_insert}
+        insert_s: dict[str, list[float]] = {"rocksdict": [], "lmdb": []}
+        dbs: dict[str, Any] = {}
         for side, leg in (("rocksdict", 1), ("lmdb", 1), ("lmdb", 2), ("rocksdict", 2)):
             watchdog.arm(f"{side}: insert", limit)
             path = os.path.join(root, f"{side}-{leg}")
-            if side == "rocksdict":
-                rocks = Rocks(path)
-                rocks_s.append(rocks.write(keys, vals0))
-                log(f"  rocksdict: {n / rocks_s[-1]:,.0f} puts/s")
-                rocks.wait_idle()
-                db: Any = rocks
-            else:
-                lm = Lmdb(path, map_size=live * 12 + 256 * MiB)
-                lmdb_s.append(lm.write(keys, vals0))
-                log(f"  lmdb: {n / lmdb_s[-1]:,.0f} puts/s")
-                db = lm
+            dbs[side], secs = baseline_insert[side](path)
+            insert_s[side].append(secs)
+            log(f"  {side}: {n / secs:,.0f} puts/s")
             if leg == 1:                    # the later phases use the second ones
-                db.close()
+                dbs[side].close()
                 shutil.rmtree(path)
+        rocks, lm = dbs["rocksdict"], dbs["lmdb"]
         watchdog.arm("ours: insert", limit)
         store, leg2 = await ours_insert(ours_dir)
         m.update(min(ours_leg, leg2, key=lambda leg: leg["insert_s"]))
-        m["rocks_insert_s"] = min(rocks_s)
-        m["lmdb_insert_s"] = min(lmdb_s)
+        m["rocks_insert_s"] = min(insert_s["rocksdict"])
+        m["lmdb_insert_s"] = min(insert_s["lmdb"])
         m["floor_insert_s"] = min(dict_floor(keys, vals0) for _ in range(2))
         log(f"  floor (one dict.update per batch, best of 2): {n / m['floor_insert_s']:,.0f} puts/s")
 

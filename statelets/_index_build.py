@@ -48,7 +48,7 @@ int kx_contains_many(kx_index *ix, uintptr_t keys_list, size_t n, char *out);
 size_t kx_live_by_segment(kx_index *ix, uint64_t *sids, uint64_t *bytes, size_t cap);
 
 int64_t kx_measure(uintptr_t keys_list, uintptr_t vals_list, size_t n, const char *kinds,
-                   uint64_t max_key, uint64_t max_value, uint64_t *rec_bytes, uint64_t *key_bytes);
+                   uint64_t max_key, uint64_t max_value, uint64_t *rec_bytes);
 int64_t kx_encode(uintptr_t keys_list, uintptr_t vals_list, size_t i0, size_t n,
                   const char *kinds, uint64_t seq0, const uint64_t *seqs,
                   char *out, size_t cap, uint64_t base,
@@ -592,14 +592,14 @@ static inline int kx_is_delete(const char *kinds, size_t i) {
 
 /* Check a batch before anything is written. Returns -1 when every key is
    bytes of at most max_key and every value (but a tombstone's, which is
-   ignored) bytes of at most max_value, with the records' and the keys' total
-   sizes in *rec_bytes / *key_bytes; else the index of the first bad pair. */
+   ignored) bytes of at most max_value, with the records' total size in
+   *rec_bytes; else the index of the first bad pair. */
 int64_t kx_measure(uintptr_t keys_list, uintptr_t vals_list, size_t n, const char *kinds,
-                   uint64_t max_key, uint64_t max_value, uint64_t *rec_bytes, uint64_t *key_bytes) {
+                   uint64_t max_key, uint64_t max_value, uint64_t *rec_bytes) {
     PyGILState_STATE gil = PyGILState_Ensure();
     PyObject *keys = (PyObject *)keys_list, *vals = (PyObject *)vals_list;
     int64_t bad = -1;
-    uint64_t rb = 0, kb = 0;
+    uint64_t rb = 0;
     if ((size_t)PyList_GET_SIZE(keys) < n || (size_t)PyList_GET_SIZE(vals) < n) bad = 0;
     for (size_t i = 0; i < n && bad < 0; i++) {
         PyObject *k = PyList_GET_ITEM(keys, (Py_ssize_t)i);
@@ -610,11 +610,9 @@ int64_t kx_measure(uintptr_t keys_list, uintptr_t vals_list, size_t n, const cha
             if (!PyBytes_CheckExact(v) || (uint64_t)PyBytes_GET_SIZE(v) > max_value) { bad = (int64_t)i; break; }
             vl = (uint64_t)PyBytes_GET_SIZE(v);
         }
-        kb += (uint64_t)PyBytes_GET_SIZE(k);
         rb += KX_HEADER + (uint64_t)PyBytes_GET_SIZE(k) + vl;
     }
     *rec_bytes = rb;
-    *key_bytes = kb;
     PyGILState_Release(gil);
     return bad;
 }
@@ -668,7 +666,7 @@ int64_t kx_encode(uintptr_t keys_list, uintptr_t vals_list, size_t i0, size_t n,
         h += KX_ROW + kl;
         p += size;
     }
-/* The checksums, four records at a time (crc32c_update4), while the
+    /* The checksums, four records at a time (crc32c_update4), while the
        batch's bytes are still in cache. */
     size_t q = 0;
     for (; q + 4 <= j; q += 4) {

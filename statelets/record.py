@@ -46,29 +46,28 @@ else:  # pragma: no cover - only without the C extension
 
 
 def measure_batch(keys: list[bytes], values: list[Any], kinds: bytes | None = None
-                  ) -> tuple[int, int, int]:
+                  ) -> tuple[int, int]:
     """Check a batch of pairs before anything is written.
 
-    Returns ``(bad, record_bytes, key_bytes)``: ``bad`` is -1 when every key is
-    bytes of at most ``MAX_KEY`` and every value (a tombstone's, where ``kinds``
-    says DELETE, is ignored) bytes of at most ``MAX_VALUE``, else the index of
-    the first pair that is not; the sizes are the records' and the keys' totals.
+    Returns ``(bad, record_bytes)``: ``bad`` is -1 when every key is bytes of
+    at most ``MAX_KEY`` and every value (a tombstone's, where ``kinds`` says
+    DELETE, is ignored) bytes of at most ``MAX_VALUE``, else the index of the
+    first pair that is not; ``record_bytes`` is the records' total size.
     """
     n = len(keys)
     if _klib is not None:
-        _kout[0] = _kout[1] = 0
+        _kout[0] = 0
         bad = _klib.kx_measure(id(keys), id(values), n, kinds if kinds is not None else _kffi.NULL,
-                               MAX_KEY, MAX_VALUE, _kout, _kout + 1)
-        return bad, _kout[0], _kout[1]
-    rec = kb = 0                     # pragma: no cover - without the C extension
+                               MAX_KEY, MAX_VALUE, _kout)
+        return bad, _kout[0]
+    rec = 0                          # pragma: no cover - without the C extension
     for i, (k, v) in enumerate(zip(keys, values)):
         delete = kinds is not None and kinds[i] == DELETE
         if k.__class__ is not bytes or len(k) > MAX_KEY or not delete and (
                 v.__class__ is not bytes or len(v) > MAX_VALUE):
-            return i, rec, kb
-        kb += len(k)
+            return i, rec
         rec += HEADER_SIZE + len(k) + (0 if delete else len(v))
-    return -1, rec, kb
+    return -1, rec
 
 
 HINT_ROW = struct.Struct("<QIIIB")   # a hint row's head (FORMAT.md): seq, offset, length, klen, kind

@@ -24,7 +24,7 @@ from .errors import CorruptionError
 
 HINT_MAGIC = b"RHNT"
 HINT_VERSION = 3
-_HINT_TRAILER = struct.Struct("<IIII")         # count, crc32c(rows), version, magic
+_HINT_TRAILER = struct.Struct("<III4s")        # count, crc32c(rows), version, magic
 _V2_HEAD = struct.Struct("<4sIII")             # version 2: magic, version, count, crc32c(body)
 _HINT_BUFFER = 1 << 20
 
@@ -175,7 +175,7 @@ class ActiveSegment:
         """Append every pair, record i with seq ``seqs[i]`` (compaction keeps each
         record's own); returns the ordinal of the first and the records' lengths."""
         first = self.count
-        bad, total, _key_bytes = record.measure_batch(keys, values, kinds)
+        bad, total = record.measure_batch(keys, values, kinds)
         if bad >= 0:
             raise ValueError(f"append_columns: pair {bad} is not a valid record")
         pos = 0
@@ -202,7 +202,7 @@ class ActiveSegment:
         await self.file.fdatasync()
         try:
             await self.hints.write(_HINT_TRAILER.pack(
-                self.count, self._hint_crc, HINT_VERSION, int.from_bytes(HINT_MAGIC, "little")))
+                self.count, self._hint_crc, HINT_VERSION, HINT_MAGIC))
             await self.hints.close()
             await self.hint_file.fdatasync()
         finally:
@@ -256,7 +256,7 @@ def parse_hints(data: bytes | bytearray, path: str) -> Hints:
     t = len(data) - _HINT_TRAILER.size
     if t >= 0:
         n, crc, version, magic = _HINT_TRAILER.unpack_from(data, t)
-        if magic == int.from_bytes(HINT_MAGIC, "little") and version == HINT_VERSION:
+        if magic == HINT_MAGIC and version == HINT_VERSION:
             return _parse_rows(memoryview(data)[:t], n, crc, path)
     if data[:4] == HINT_MAGIC:
         return _parse_v2(data, path)

@@ -122,7 +122,7 @@ def _fixed_batch(keys: list[Any], values: list[Any], bad: int
             _refuse_size(key, value)
         keys = [_check_bytes("key", x) for x in keys]
         values = [_check_bytes("value", x) for x in values]
-        bad, total, _key_bytes = record.measure_batch(keys, values)
+        bad, total = record.measure_batch(keys, values)
     return keys, values, total
 
 
@@ -496,38 +496,22 @@ class Store:
         """Values of ``keys`` (None where missing); disk reads for the misses go out together."""
         if keys.__class__ is not list:
             keys = list(keys)
-        found = lookup_cached(keys, self._wbuf, self._flushing, self._cache, _TOMBSTONE,
-                              self._cache_ref if self._cache_marking else None) if keys else None
+        if not keys:
+            return []
+        ref = self._cache_ref if self._cache_marking else None
+        found = lookup_cached(keys, self._wbuf, self._flushing, self._cache, _TOMBSTONE, ref)
+        if found is None:                   # a key is not bytes: convert (or refuse) them all
+            keys = [_check_bytes("key", k) for k in keys]
+            found = lookup_cached(keys, self._wbuf, self._flushing, self._cache, _TOMBSTONE, ref)
+        out, absent, hits = found
+        self.cache_hits += hits
+        index_get = self._index.get
         misses = []
-        if found is not None:               # one C pass over buffers and cache
-            out, absent, hits = found
-            self.cache_hits += hits
-            index_get = self._index.get
-            for i in absent:
-                k = keys[i]
-                loc = index_get(k)
-                if loc is not None:
-                    misses.append((i, k, loc))
-        else:
-            out = [None] * len(keys)
-            for i, k in enumerate(keys):
-                k = _check_bytes("key", k) if k.__class__ is not bytes else k
-                v = self._wbuf.get(k)
-                if v is None and self._flushing:
-                    v = self._flushing.get(k)
-                if v is not None:
-                    out[i] = None if v is _TOMBSTONE else v
-                    continue
-                v = self._cache.get(k)
-                if v is not None:
-                    if self._cache_marking:
-                        self._cache_ref.add(k)
-                    self.cache_hits += 1
-                    out[i] = v
-                    continue
-                loc = self._index.get(k)
-                if loc is not None:
-                    misses.append((i, k, loc))
+        for i in absent:
+            k = keys[i]
+            loc = index_get(k)
+            if loc is not None:
+                misses.append((i, k, loc))
         if len(misses) == 1:
             i, k, loc = misses[0]
             out[i] = await self.get(k)
@@ -691,7 +675,7 @@ class Store:
             keys = list(keys)
         if values.__class__ is not list:
             values = list(values)
-        bad, total, _key_bytes = record.measure_batch(keys, values)
+        bad, total = record.measure_batch(keys, values)
         if bad >= 0:
             keys, values, total = _fixed_batch(keys, values, bad)
         if self._failed is not None or self._closed:
@@ -793,7 +777,7 @@ class Store:
         kinds = bytes([record.DELETE if v is _TOMBSTONE else record.PUT for v in vals]) \
             if _TOMBSTONE in vals else None
         try:
-            _bad, total, _key_bytes = record.measure_batch(keys, vals, kinds)
+            _bad, total = record.measure_batch(keys, vals, kinds)
             await self._append_batch(keys, vals, kinds, total, recache=False)
         finally:
             self._flushing = {}
@@ -1048,55 +1032,8 @@ class Store:
         others_min_seq = min((i.min_seq for i in self._segs.values()
                               if i.id not in candidates and i.id != out_id and i.size), default=None)
         try:
-            rewritten = reclaimed = scanned = seen = 0
-            moves: list[tuple[bytes, int, int, int]] = []   # key, old rid, new rid, len
-            for sid in candidates:
-                info = self._segs[sid]
-                path = f"{self.seg_dir}/{seg.segment_name(sid)}"
-                data = await seg.read_segment(self.ring, path)
-                if charge_io is not None:
-                    charge_io(len(data))
-                c_keys: list[bytes] = []
-                c_vals: list[bytes] = []
-                c_kinds = bytearray()
-                c_seqs: list[int] = []
-                c_old: list[int] = []
-                index = self._index
-                base = sid << _RID_SEG
-                ordinal = -1
-                for off, seq_no, kind, key, value, size in seg.scan_records(data, path):
-                    seen += 1               # dead records cost CPU too: pause on every 256th
-                    if pause is not None and seen & 255 == 0:
-                        await pause()
-                    ordinal += 1
-                    loc = base | (ordinal << _RID_ORD) | size
-                    if kind == record.PUT and index.get(key) == loc:
-                        c_old.append(loc)
-                    elif kind == record.DELETE and key not in index and (
-                            others_min_seq is not None and others_min_seq < seq_no):
-                        # An older segment may still hold a put this tombstone hides.
-                        c_old.append(-1)
-                    else:
-                        continue
-                    c_keys.append(key)
-                    c_vals.append(value)
-                    c_kinds.append(kind)
-                    c_seqs.append(seq_no)
-                    scanned += 1
-                if c_keys:
-                    first, lens = await out.append_columns(c_keys, c_vals, bytes(c_kinds),
-                                                           array("Q", c_seqs))
-                    for key, old_loc, new_rid, ln, kind in zip(c_keys, c_old, _rids(out_id, first, lens),
-                                                               lens, c_kinds):
-                        moves.append((key, old_loc, new_rid, ln))
-                        if kind == record.PUT:
-                            rewritten += ln
-                    written = sum(lens)
-                    self.disk_bytes_written += written
-                    self.compaction_bytes += written
-                    if charge_io is not None:
-                        charge_io(written)
-                reclaimed += info.size
+            moves, reclaimed, rewritten = await self._copy_live(
+                candidates, out, out_id, others_min_seq, pause, charge_io)
             await out.seal()
         except BaseException:
             # Failed or cancelled before it was sealed: nothing points into the
@@ -1106,6 +1043,62 @@ class Store:
             raise
         async with self._mutex:
             return await self._retire(candidates, out, out_id, out_info, moves, reclaimed, rewritten)
+
+    async def _copy_live(self, candidates: list[int], out: Any, out_id: int,
+                         others_min_seq: int | None, pause: Any, charge_io: Any
+                         ) -> tuple[list[tuple[bytes, int, int, int]], int, int]:
+        """Append the live records of ``candidates`` to ``out`` (and the
+        tombstones an older segment may still need); returns the moves (key,
+        old rid, new rid, length) and the bytes reclaimed and rewritten."""
+        rewritten = reclaimed = seen = 0
+        moves: list[tuple[bytes, int, int, int]] = []   # key, old rid, new rid, len
+        for sid in candidates:
+            info = self._segs[sid]
+            path = f"{self.seg_dir}/{seg.segment_name(sid)}"
+            data = await seg.read_segment(self.ring, path)
+            if charge_io is not None:
+                charge_io(len(data))
+            c_keys: list[bytes] = []
+            c_vals: list[bytes] = []
+            c_kinds = bytearray()
+            c_seqs: list[int] = []
+            c_old: list[int] = []
+            index = self._index
+            base = sid << _RID_SEG
+            ordinal = -1
+            for off, seq_no, kind, key, value, size in seg.scan_records(data, path):
+                seen += 1               # dead records cost CPU too: pause on every 256th
+                if pause is not None and seen & 255 == 0:
+                    await pause()
+                ordinal += 1
+                loc = base | (ordinal << _RID_ORD) | size
+                if kind == record.PUT and index.get(key) == loc:
+                    c_old.append(loc)
+                elif kind == record.DELETE and key not in index and (
+                        others_min_seq is not None and others_min_seq < seq_no):
+                    # An older segment may still hold a put this tombstone hides.
+                    c_old.append(-1)
+                else:
+                    continue
+                c_keys.append(key)
+                c_vals.append(value)
+                c_kinds.append(kind)
+                c_seqs.append(seq_no)
+            if c_keys:
+                first, lens = await out.append_columns(c_keys, c_vals, bytes(c_kinds),
+                                                       array("Q", c_seqs))
+                for key, old_loc, new_rid, ln, kind in zip(c_keys, c_old, _rids(out_id, first, lens),
+                                                           lens, c_kinds):
+                    moves.append((key, old_loc, new_rid, ln))
+                    if kind == record.PUT:
+                        rewritten += ln
+                written = sum(lens)
+                self.disk_bytes_written += written
+                self.compaction_bytes += written
+                if charge_io is not None:
+                    charge_io(written)
+            reclaimed += info.size
+        return moves, reclaimed, rewritten
 
     async def _retire(self, candidates: list[int], out: Any, out_id: int, out_info: _SegInfo,
                       moves: list[tuple[bytes, int, int, int]], reclaimed: int,

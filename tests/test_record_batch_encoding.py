@@ -17,7 +17,7 @@ def test_batch_equals_single_records(seed: int) -> None:
     vals = [r.randbytes(r.choice((0, 1, 5, 8, 63, 64, 100, 1000))) for _ in range(n)]
     kinds = bytes(r.choice((record.PUT, record.PUT, record.DELETE)) for _ in range(n)) \
         if seed % 2 else None
-    bad, total, key_bytes = record.measure_batch(keys, vals, kinds)
+    bad, total = record.measure_batch(keys, vals, kinds)
     assert bad < 0
     out = bytearray(total + 64)
     base = r.randrange(0, 1 << 20)
@@ -45,7 +45,7 @@ def test_batch_writes_one_hint_row_per_record(seed: int) -> None:
     keys = [r.randbytes(r.choice((0, 1, 9, 16, 200))) for _ in range(n)]
     vals = [r.randbytes(r.choice((0, 5, 100))) for _ in range(n)]
     kinds = bytes(r.choice((record.PUT, record.DELETE)) for _ in range(n)) if seed % 2 else None
-    _bad, total, _kb = record.measure_batch(keys, vals, kinds)
+    _bad, total = record.measure_batch(keys, vals, kinds)
     out = bytearray(total)
     hint = bytearray(total)
     base = 4096 * seed
